@@ -1,0 +1,149 @@
+"""The `ftkit` command: argument parsing only. Work is imported lazily inside each handler, so that
+`ftkit --help`, `--version` and the config part of `ftkit check` never import torch or transformers.
+
+Exit codes: 0 success, 2 user error (message, no traceback), 1 unexpected failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+
+from ftkit import __version__
+from ftkit.errors import UserError
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ftkit.config import load_recipe
+    from ftkit.launch import train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    return train(recipe, ["train", args.recipe, *args.overrides])
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ftkit.check import check
+
+    return check(args.recipe, args.overrides, show_recipe=not args.quiet)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ftkit.export import ExportRequest, export
+
+    if args.recipe:
+        from ftkit.config import load_recipe
+
+        recipe = load_recipe(args.recipe, args.overrides)
+        request = ExportRequest.from_recipe(recipe, force=args.force)
+    else:
+        if not (args.base and args.adapter and args.out):
+            raise UserError("ftkit export needs a recipe, or --base, --adapter and --out")
+        request = ExportRequest(args.base, args.adapter, args.out, args.dtype, args.shard_size, args.force)
+    export(request)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ftkit.config import load_recipe
+    from ftkit.infer import GenerationRequest, generate_file
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    request = GenerationRequest(args.input, args.output, args.model, args.max_new_tokens, args.batch_size)
+    generate_file(recipe, request)
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    from ftkit.envinfo import describe
+
+    print(describe())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ftkit",
+        description="Fine-tune large language models from declarative YAML recipes.",
+        epilog="Recipes: see recipes/ and examples/. Overrides use dotted keys, e.g. train.learning_rate=1e-4.",
+    )
+    parser.add_argument("--version", action="version", version=f"ftkit {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def recipe_arguments(sub: argparse.ArgumentParser, required: bool = True) -> None:
+        sub.add_argument("recipe", nargs=None if required else "?", help="recipe YAML file")
+        sub.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.seed=1")
+
+    sub = command("train", _train, "Train a recipe.")
+    recipe_arguments(sub)
+
+    sub = command("check", _check, "Validate a recipe and show what would run, without loading weights.")
+    recipe_arguments(sub)
+    sub.add_argument(
+        "-q", "--quiet", action="store_true", help="print the summary without the resolved recipe"
+    )
+
+    sub = command("export", _export, "Merge a trained LoRA adapter into its base model.")
+    recipe_arguments(sub, required=False)
+    sub.add_argument("--base", help="base model hub id or path (instead of a recipe)")
+    sub.add_argument("--adapter", help="adapter directory (instead of a recipe)")
+    sub.add_argument("--out", help="output directory (instead of a recipe)")
+    sub.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    sub.add_argument("--shard-size", default="5GB", help="maximum safetensors shard size (default 5GB)")
+    sub.add_argument("--force", action="store_true", help="replace an existing output directory")
+
+    sub = command("generate", _generate, "Generate responses for a file of prompts with a recipe's model.")
+    recipe_arguments(sub)
+    sub.add_argument("--input", required=True, help="JSONL file: one {prompt} or {messages} object per line")
+    sub.add_argument("--output", help="write the results as JSONL here (default: print them)")
+    sub.add_argument(
+        "--model", help="model directory to use (default: the recipe's merged export, else base+adapter)"
+    )
+    sub.add_argument("--max-new-tokens", type=int, default=64)
+    sub.add_argument("--batch-size", type=int, default=8)
+
+    command("env", _env, "Show versions, devices and optional features of this machine.")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "fsspec", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # bitsandbytes warns at import on CPUs about an optional kernel package that ftkit does not need.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        return args.handler(args) or 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            "error: unexpected failure (a bug in ftkit or a library); the traceback is above", file=sys.stderr
+        )
+        return 1

@@ -1,0 +1,117 @@
+"""The whole recipe: one typed model per section, plus the checks that span sections."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ftkit.config.sections.adapter import AdapterConfig, LoraAdapter
+from ftkit.config.sections.base import ConfigConflict, Section
+from ftkit.config.sections.data import DataConfig
+from ftkit.config.sections.distributed import DistributedConfig
+from ftkit.config.sections.grpo import GrpoConfig
+from ftkit.config.sections.model import ModelConfig
+from ftkit.config.sections.outputs import EvalConfig, ExportConfig, LoggingConfig
+from ftkit.config.sections.train import TrainConfig
+
+Stage = Literal["pt", "sft", "grpo", "dpo"]
+CHAT_STAGES = ("sft", "grpo", "dpo")
+DEFAULT_LEARNING_RATE = {"lora": 2e-4, "full": 2e-5, "freeze": 2e-5}
+
+
+class Recipe(Section):
+    """A validated recipe. Inner code receives this object and never re-reads the YAML."""
+
+    stage: Stage = "sft"
+    """Training method: pt (language modeling on text), sft (supervised chat), grpo (RL with rewards), dpo."""
+    model: ModelConfig
+    """The base model, its tokenizer and chat template."""
+    adapter: AdapterConfig = Field(default_factory=LoraAdapter)
+    """What is trained; `type` selects lora (default), full or freeze."""
+    data: DataConfig
+    """Registered datasets and how examples are built from them."""
+    train: TrainConfig
+    """The optimization loop (TrainingArguments names)."""
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    """What `ftkit eval` measures."""
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
+    """Rewards and sampling for stage grpo."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    """Experiment trackers."""
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    """Where and how `ftkit export` merges the adapter."""
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    """Multi-process launch and DeepSpeed."""
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> Recipe:
+        self._check_stage_needs()
+        self._check_quantization()
+        self._check_eval()
+        self._fill_defaults()
+        return self
+
+    def _check_stage_needs(self) -> None:
+        if self.stage in CHAT_STAGES and not self.model.template:
+            raise ConfigConflict(
+                ("model.template", "model", "stage"),
+                f"stage {self.stage} formats conversations with a chat template: set model.template "
+                "(see `ftkit template list`)",
+            )
+        if self.stage == "grpo" and not self.grpo.reward_funcs:
+            raise ConfigConflict(
+                ("grpo.reward_funcs", "stage"),
+                "stage grpo needs at least one reward: set grpo.reward_funcs (e.g. [exact_match])",
+            )
+        if self.data.packing and self.stage not in ("pt", "sft"):
+            raise ConfigConflict(
+                ("data.packing", "stage"), f"data.packing applies to stages pt and sft, not {self.stage}"
+            )
+
+    def _check_quantization(self) -> None:
+        if self.model.quantization is None:
+            return
+        if self.adapter.type != "lora":
+            raise ConfigConflict(
+                "model.quantization",
+                f"model.quantization needs adapter.type: lora (QLoRA); quantized weights cannot be trained "
+                f"with adapter.type: {self.adapter.type}. Remove model.quantization or use a LoRA adapter.",
+            )
+        if self.model.from_scratch:
+            raise ConfigConflict(
+                "model.quantization",
+                "model.quantization cannot be combined with model.from_scratch: random weights have nothing "
+                "to preserve by quantizing. Remove one of them.",
+            )
+
+    def _check_eval(self) -> None:
+        has_eval_data = bool(self.data.eval) or self.data.val_size is not None
+        if self.train.eval_strategy in ("steps", "epoch") and not has_eval_data:
+            raise ConfigConflict(
+                "train.eval_strategy",
+                f"train.eval_strategy is {self.train.eval_strategy} but there is no eval data: "
+                "set data.eval or data.val_size, or eval_strategy: no",
+            )
+        if self.train.eval_strategy == "steps" and self.train.eval_steps is None:
+            raise ConfigConflict("train.eval_steps", "train.eval_strategy: steps needs train.eval_steps")
+
+    def _fill_defaults(self) -> None:
+        """Resolve derived defaults here so that `ftkit check` shows the values that will be used."""
+        train = self.train
+        if train.learning_rate is None:
+            train.learning_rate = DEFAULT_LEARNING_RATE[self.adapter.type]
+        if train.eval_strategy == "auto":
+            has_eval_data = bool(self.data.eval) or self.data.val_size is not None
+            if not has_eval_data:
+                train.eval_strategy = "no"
+            else:
+                train.eval_strategy = "steps" if train.eval_steps else "epoch"
+        if train.per_device_eval_batch_size is None:
+            train.per_device_eval_batch_size = train.per_device_train_batch_size
+        if self.export.adapter_dir is None:
+            self.export.adapter_dir = train.output_dir
+        if self.export.output_dir is None:
+            self.export.output_dir = f"{train.output_dir.rstrip('/')}/merged"
+        if self.logging.run_name is None:
+            self.logging.run_name = train.output_dir.rstrip("/").split("/")[-1]

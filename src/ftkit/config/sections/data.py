@@ -1,0 +1,77 @@
+"""`data:` which registered datasets to train and evaluate on, and how examples are built."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ftkit.config.sections.base import ConfigConflict, Section
+
+
+class DatasetRef(Section):
+    """A dataset named in the registry (`<dataset_dir>/dataset_info.json`), with an optional mixture weight."""
+
+    name: str = Field(min_length=1)
+    """Registry key of the dataset."""
+    weight: float | None = Field(None, gt=0)
+    """Relative sampling weight when mixing datasets; without weights, datasets are concatenated."""
+
+
+def _as_refs(value: Any) -> Any:
+    """Accept `name`, `[name, ...]` and `[{name, weight}, ...]`."""
+    if value is None:
+        return []
+    if isinstance(value, str | dict):
+        value = [value]
+    if isinstance(value, list):
+        return [{"name": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
+class DataConfig(Section):
+    """Datasets and the shape of the tokenized examples."""
+
+    dataset_dir: str = "data"
+    """Folder holding dataset_info.json and the local data files it names (relative to the working directory)."""
+    train: list[DatasetRef] = Field(min_length=1)
+    """Training datasets: a name, a list of names, or a list of {name, weight}."""
+    eval: list[DatasetRef] = Field(default_factory=list)
+    """Evaluation datasets (same forms as train)."""
+    val_size: float | None = Field(None, gt=0)
+    """Hold out part of train for evaluation instead: a fraction (0 < x < 1) or a number of rows (>= 1)."""
+    max_length: int = Field(1024, ge=8)
+    """Maximum tokens per example (per packed sequence when packing); longer examples are truncated and counted."""
+    packing: bool = False
+    """Pack several examples into each max_length sequence without attention across them."""
+    train_on_prompt: bool = False
+    """Also train on system and user turns (by default only assistant turns are trained)."""
+    mask_history: bool = False
+    """Train only the last assistant turn of each conversation."""
+    system: str | None = None
+    """System prompt for examples that have none (overrides the template's default system prompt)."""
+    max_samples: int | None = Field(None, ge=1)
+    """Use at most this many rows of each dataset (the first rows, before shuffling)."""
+    num_proc: int | None = Field(None, ge=1)
+    """Processes for tokenization; default: one."""
+    on_bad_rows: Literal["error", "skip"] = "error"
+    """A row that cannot be used stops the run with its location (error) or is skipped and counted (skip)."""
+
+    @field_validator("train", "eval", mode="before")
+    @classmethod
+    def _refs(cls, value: Any) -> Any:
+        return _as_refs(value)
+
+    @model_validator(mode="after")
+    def _one_eval_source(self) -> DataConfig:
+        if self.eval and self.val_size is not None:
+            raise ConfigConflict("data.val_size", "set data.eval or data.val_size, not both")
+        for key in ("train", "eval"):
+            refs = getattr(self, key)
+            weighted = [ref.weight is not None for ref in refs]
+            if any(weighted) and not all(weighted):
+                raise ConfigConflict(
+                    f"data.{key}",
+                    f"data.{key}: give every dataset a weight (a mixture) or none (concatenation)",
+                )
+        return self

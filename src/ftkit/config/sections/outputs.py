@@ -1,0 +1,67 @@
+"""`logging:`, `eval:` and `export:` what happens around and after training."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from ftkit.config.sections.base import Section
+from ftkit.config.sections.model import Dtype
+
+
+class LoggingConfig(Section):
+    """Experiment tracking. Credentials come from the environment (e.g. WANDB_API_KEY), never from the recipe."""
+
+    report_to: list[Literal["none", "wandb", "tensorboard"]] = Field(default_factory=list)
+    """Trackers that receive metrics and run metadata."""
+    project: str | None = None
+    """Tracker project (wandb project; tensorboard sub-folder)."""
+    run_name: str | None = None
+    """Name of the run in the tracker; defaults to the output_dir's name."""
+    tags: list[str] = Field(default_factory=list)
+    """Tracker tags of the run."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class EvalConfig(Section):
+    """`ftkit eval`: metrics computed on the eval datasets."""
+
+    metrics: list[Literal["loss", "perplexity", "exact_match", "accuracy", "rouge", "numeric_match"]] = Field(
+        default_factory=lambda: ["loss", "perplexity"]
+    )
+    """Metrics to compute: loss/perplexity on the eval set; the others from generated answers."""
+    max_samples: int | None = Field(None, ge=1)
+    """Evaluate on at most this many examples."""
+    max_new_tokens: int = Field(128, ge=1)
+    """Generation length for the metrics computed from generations."""
+    batch_size: int = Field(8, ge=1)
+    """Examples per generation batch."""
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+class ExportConfig(Section):
+    """`ftkit export`: merge the trained adapter into its base model."""
+
+    adapter_dir: str | None = None
+    """Adapter to merge; defaults to train.output_dir."""
+    output_dir: str | None = None
+    """Where the merged model is written; defaults to <train.output_dir>/merged."""
+    dtype: Dtype = "auto"
+    """Dtype of the merged weights; auto keeps the base checkpoint's dtype."""
+    shard_size: str = "5GB"
+    """Maximum size of each safetensors shard, e.g. 2GB or 500MB."""
+
+    @field_validator("shard_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _SIZE.match(value.strip()):
+            raise ValueError("must be a size such as 5GB, 500MB or 2GiB")
+        return value.strip()

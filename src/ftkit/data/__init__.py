@@ -1,0 +1,1 @@
+"""Datasets: the registry, loaders, format converters, tokenization with label masks."""

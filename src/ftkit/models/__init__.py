@@ -1,0 +1,1 @@
+"""Model side: runtime resolution (device, precision, dtype, attention), loading, adapters."""

@@ -1,0 +1,101 @@
+"""What gets trained: peft LoRA/DoRA/rsLoRA adapters, the full model, or the top layers (freeze)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from torch import nn
+
+from ftkit.config.sections.adapter import FreezeAdapter, FullAdapter, LoraAdapter
+from ftkit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    total: int
+    trainable: int
+
+    def __str__(self) -> str:
+        share = 100 * self.trainable / self.total if self.total else 0.0
+        return f"{self.trainable:,} trainable of {self.total:,} parameters ({share:.2f}%)"
+
+
+def count_parameters(model: nn.Module) -> ParameterCount:
+    total = trainable = 0
+    for parameter in model.parameters():
+        count = parameter.numel()
+        if hasattr(parameter, "ds_numel"):  # DeepSpeed ZeRO-3 partitions parameters
+            count = parameter.ds_numel
+        total += count
+        trainable += count if parameter.requires_grad else 0
+    return ParameterCount(total, trainable)
+
+
+def _apply_lora(model: nn.Module, adapter: LoraAdapter) -> nn.Module:
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter.init_from:
+        try:
+            return PeftModel.from_pretrained(model, adapter.init_from, is_trainable=True)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot continue from adapter.init_from={adapter.init_from!r}: {exc}") from None
+    config = LoraConfig(
+        r=adapter.r,
+        lora_alpha=adapter.alpha,
+        lora_dropout=adapter.dropout,
+        target_modules=adapter.target_modules,
+        modules_to_save=adapter.modules_to_save or None,
+        use_dora=adapter.use_dora,
+        use_rslora=adapter.use_rslora,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise UserError(f"cannot add the LoRA adapter: {exc}. Check adapter.target_modules.") from None
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's stack of decoder layers: the longest ModuleList of identical blocks."""
+    stacks = [
+        module
+        for module in model.modules()
+        if isinstance(module, nn.ModuleList) and len(module) and len({type(m) for m in module}) == 1
+    ]
+    best = max(stacks, key=len, default=None)
+    if best is None:
+        raise UserError("adapter.type freeze: cannot find the decoder layers of this model")
+    return best
+
+
+def _apply_freeze(model: nn.Module, adapter: FreezeAdapter) -> nn.Module:
+    layers = decoder_layers(model)
+    if adapter.trainable_layers > len(layers):
+        raise UserError(
+            f"adapter.trainable_layers={adapter.trainable_layers} but the model has {len(layers)} layers"
+        )
+    model.requires_grad_(False)
+    for layer in list(layers)[-adapter.trainable_layers :]:
+        layer.requires_grad_(True)
+    for suffix in adapter.trainable_modules:
+        matched = [m for name, m in model.named_modules() if name == suffix or name.endswith("." + suffix)]
+        if not matched:
+            raise UserError(f"adapter.trainable_modules: no module named {suffix!r} in this model")
+        for module in matched:
+            module.requires_grad_(True)
+    return model
+
+
+def apply_adapter(model: nn.Module, adapter: LoraAdapter | FullAdapter | FreezeAdapter) -> nn.Module:
+    """Wrap or freeze the model as the adapter section says; logs the parameter counts."""
+    if isinstance(adapter, LoraAdapter):
+        model = _apply_lora(model, adapter)
+    elif isinstance(adapter, FreezeAdapter):
+        model = _apply_freeze(model, adapter)
+    else:
+        model.requires_grad_(True)
+    log.info("adapter %s: %s", adapter.type, count_parameters(model))
+    return model

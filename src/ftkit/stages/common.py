@@ -1,0 +1,107 @@
+"""What every stage shares: trainer arguments from the recipe, resuming, and the end-of-run outputs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ftkit.callbacks import LOSS_PLOT, plot_losses
+from ftkit.config import Recipe
+from ftkit.errors import UserError
+from ftkit.launch import LaunchContext, deepspeed_config
+from ftkit.models.runtime import Runtime
+from ftkit.rundir import publish
+
+log = logging.getLogger(__name__)
+COMPLETE_CHECKPOINT_MARKER = "trainer_state.json"  # the Trainer writes it last into a checkpoint
+
+
+def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
+    """Keyword arguments shared by every TrainingArguments subclass (SFTConfig, GRPOConfig, ...)."""
+    train, logging_ = recipe.train, recipe.logging
+    trackers = [name for name in logging_.report_to if name != "none"]
+    return {
+        "output_dir": train.output_dir,
+        "num_train_epochs": train.num_train_epochs,
+        "max_steps": train.max_steps,
+        "per_device_train_batch_size": train.per_device_train_batch_size,
+        "per_device_eval_batch_size": train.per_device_eval_batch_size,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "learning_rate": train.learning_rate,
+        "lr_scheduler_type": train.lr_scheduler_type,
+        # transformers 5 takes a warm-up ratio as a float below 1 in warmup_steps.
+        "warmup_steps": train.warmup_steps or train.warmup_ratio,
+        "weight_decay": train.weight_decay,
+        "optim": train.optim,
+        "max_grad_norm": train.max_grad_norm,
+        "bf16": runtime.precision == "bf16",
+        "fp16": runtime.precision == "fp16",
+        "use_cpu": runtime.device == "cpu",
+        "activation_checkpointing": train.gradient_checkpointing,
+        "seed": train.seed,
+        "data_seed": train.seed,
+        "logging_steps": train.logging_steps,
+        "logging_first_step": True,
+        "eval_strategy": train.eval_strategy,
+        "eval_steps": train.eval_steps,
+        "save_strategy": train.save_strategy,
+        "save_steps": train.save_steps,
+        "save_total_limit": train.save_total_limit,
+        "train_sampling_strategy": "group_by_length" if train.group_by_length else "random",
+        "dataloader_num_workers": train.dataloader_num_workers,
+        "report_to": trackers or "none",
+        "run_name": logging_.run_name,
+        "deepspeed": deepspeed_config(recipe.distributed.deepspeed),
+        "ddp_backend": None if recipe.distributed.backend == "auto" else recipe.distributed.backend,
+    }
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Checkpoints that were fully written, oldest first."""
+    found = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and (path / COMPLETE_CHECKPOINT_MARKER).is_file():
+            found.append((int(step), path))
+    return [path for _, path in sorted(found)]
+
+
+def resume_point(recipe: Recipe) -> str | None:
+    """The checkpoint to resume from, or None to start fresh."""
+    wanted = recipe.train.resume_from_checkpoint
+    if not wanted:
+        return None
+    if wanted == "latest":
+        checkpoints = complete_checkpoints(recipe.train.output_dir)
+        if not checkpoints:
+            log.info(
+                "resume_from_checkpoint=latest: no complete checkpoint in %s; starting from step 0",
+                recipe.train.output_dir,
+            )
+            return None
+        log.info("resuming from %s", checkpoints[-1])
+        return str(checkpoints[-1])
+    if not (Path(wanted) / COMPLETE_CHECKPOINT_MARKER).is_file():
+        raise UserError(
+            f"train.resume_from_checkpoint {wanted} is not a complete checkpoint (no trainer_state.json)"
+        )
+    log.info("resuming from %s", wanted)
+    return wanted
+
+
+def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path) -> list[str]:
+    """Save the trained adapter or model, tokenizer, trainer state and loss plot into output_dir.
+
+    The model is first saved into a staging folder and then moved in, so a crash mid-save leaves the
+    run's status at running/failed rather than a half-written model that looks finished.
+    """
+    output_dir = Path(output_dir)
+    staging = output_dir / ".final.tmp"
+    trainer.save_model(str(staging))
+    if not context.is_main:
+        return []
+    moved = publish(staging, output_dir)
+    trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
+    plot_losses(trainer.state.log_history, output_dir / LOSS_PLOT)
+    return moved

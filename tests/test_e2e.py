@@ -1,0 +1,126 @@
+"""End to end through the CLI, as a user runs it: train a tiny model with LoRA, export, generate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TEST_DATA, run_cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir) -> Path:
+    """One short SFT run shared by the tests of this module; returns the recipe path."""
+    work = tmp_path_factory.mktemp("e2e")
+    recipe = work / "recipe.yaml"
+    recipe.write_text(
+        f"""\
+stage: sft
+model: {{name_or_path: {tiny_model_dir}, template: chatml}}
+adapter: {{type: lora, r: 8, alpha: 16, dropout: 0.0, modules_to_save: [lm_head]}}
+data: {{dataset_dir: {TEST_DATA}, train: qa, val_size: 4, max_length: 64}}
+train:
+  output_dir: {work / "run"}
+  max_steps: 24
+  per_device_train_batch_size: 8
+  learning_rate: 1.0e-2
+  logging_steps: 4
+  eval_steps: 12
+  save_steps: 12
+"""
+    )
+    result = run_cli("train", str(recipe))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return recipe
+
+
+def test_train_writes_every_output(trained):
+    run_dir = trained.parent / "run"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "completed"
+    assert run["device"] == "cpu" and run["precision"] == "fp32"
+    assert run["attn_implementation"] == "sdpa"
+    assert 0 < run["parameters"]["trainable"] < run["parameters"]["total"]
+    assert run["data"]["splits"]["train"]["examples"] == 24 and run["data"]["splits"]["eval"]["examples"] == 4
+    assert run["global_step"] == 24
+    for name in (
+        "recipe.yaml",
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "trainer_state.json",
+    ):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-24"]
+    assert not list(run_dir.glob(".*tmp*"))
+
+
+def test_training_lowers_the_loss(trained):
+    state = json.loads((trained.parent / "run" / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    eval_losses = [entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry]
+    assert len(losses) >= 5 and len(eval_losses) == 2
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_second_train_into_the_same_output_dir_is_refused(trained):
+    result = run_cli("train", str(trained))
+    assert result.returncode == 2
+    assert "already holds a completed run" in result.stderr
+    assert "overwrite_output_dir" in result.stderr
+
+
+def test_export_merges_into_a_model_with_equal_logits(trained, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = run_cli("export", str(trained))
+    assert result.returncode == 0, result.stderr[-3000:]
+    merged_dir = trained.parent / "run" / "merged"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in merged_dir.iterdir()
+    }
+
+    ids = torch.tensor([[1, 5, 9, 20, 33, 7]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with_adapter = PeftModel.from_pretrained(base, trained.parent / "run").eval()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    with torch.no_grad():
+        expected = with_adapter(ids).logits
+        got = merged(ids).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+    again = run_cli("export", str(trained))
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_generate_prints_answers(trained, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        '{"prompt": "What do bees make?"}\n{"messages": [{"role": "user", "content": "Add the numbers."}]}\n'
+    )
+    out = tmp_path / "answers.jsonl"
+    result = run_cli(
+        "generate", str(trained), "--input", str(prompts), "--output", str(out), "--max-new-tokens", "8"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["messages"][0]["content"] for r in rows] == ["What do bees make?", "Add the numbers."]
+    assert all(isinstance(r["response"], str) for r in rows)
+
+
+def test_quickstart_recipe_runs_from_scratch(tmp_path):
+    """The shipped quickstart (random init + LoRA), shortened: trains, keeps its base, exports."""
+    out = tmp_path / "quick"
+    overrides = [f"train.output_dir={out}", "train.max_steps=6", "train.logging_steps=2"]
+    result = run_cli("train", "examples/quickstart.yaml", *overrides, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "base_model" / "model.safetensors").is_file()
+    assert json.loads((out / "run.json").read_text())["base_model"] == "base_model"
+    result = run_cli("export", "examples/quickstart.yaml", *overrides, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "merged" / "model.safetensors").is_file()
