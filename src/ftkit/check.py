@@ -16,7 +16,6 @@ from ftkit.errors import UserError
 @dataclass
 class Findings:
     lines: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
 
     def add(self, key: str, text: str) -> None:
         self.lines.append(f"  {key:<12} {text}")

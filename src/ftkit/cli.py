@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 
 from ftkit import __version__
@@ -127,6 +128,10 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # bitsandbytes warns at import on CPUs about an optional kernel package that ftkit does not need.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # peft reads a property that transformers 5 renamed; the warning is about library internals.
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

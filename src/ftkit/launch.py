@@ -136,6 +136,8 @@ def train(recipe: Recipe, argv: list[str]) -> int:
     from ftkit.rundir import prepare_output_dir
 
     context = LaunchContext.from_environment()
+    if not context.is_main:
+        logging.getLogger("ftkit").setLevel(logging.WARNING)  # rank 0 reports for everyone
     check_stage(recipe.stage)
     if context.is_main:
         prepare_output_dir(recipe)

@@ -54,6 +54,7 @@ def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
         "run_name": logging_.run_name,
         "deepspeed": deepspeed_config(recipe.distributed.deepspeed),
         "ddp_backend": None if recipe.distributed.backend == "auto" else recipe.distributed.backend,
+        "ddp_find_unused_parameters": recipe.distributed.find_unused_parameters,
     }
 
 

@@ -20,3 +20,5 @@ class DistributedConfig(Section):
     """DeepSpeed config: a preset name (zero2, zero3, zero3_offload) or a path to a JSON file."""
     master_port: int = Field(29500, ge=1024, le=65535)
     """Port of the rendezvous between the processes."""
+    find_unused_parameters: bool = False
+    """Let DDP tolerate parameters without gradients in a step (needed by some MoE models); slower."""
