@@ -92,7 +92,7 @@ def test_base_cycle_is_reported(tmp_path):
 def test_missing_base_names_the_file(tmp_path):
     path = write(tmp_path, "r.yaml", "base: nowhere.yaml\n" + MINIMAL)
     [problem] = problems(path)
-    assert "recipe file not found" in problem and "nowhere.yaml" in problem
+    assert "base recipe not found" in problem and "nowhere.yaml" in problem
 
 
 def test_interpolation_and_environment(tmp_path, monkeypatch):
@@ -265,4 +265,58 @@ def test_redact_url_credentials():
 def test_dump_round_trips(tmp_path):
     recipe = load_recipe(write(tmp_path, "r.yaml", MINIMAL))
     again = load_recipe(write(tmp_path, "again.yaml", dump_recipe(recipe)))
-    assert again == recipe
+    assert again.model_dump() == recipe.model_dump()
+
+
+def test_saved_recipe_keeps_derived_values_derived(tmp_path):
+    """recipe.yaml of a run re-runs with fresh defaults: moving output_dir moves the export too."""
+    base = write(tmp_path, "base.yaml", MINIMAL + "  seed: 3\n")
+    recipe = load_recipe(write(tmp_path, "r.yaml", "base: base.yaml\nadapter: {r: 4}\n"), ["train.seed=5"])
+    given = dump_recipe(recipe, defaults=False)
+    assert "base" not in given and "learning_rate" not in given and "export" not in given
+    rerun = load_recipe(write(tmp_path, "saved.yaml", given), ["train.output_dir=elsewhere"])
+    assert rerun.adapter.r == 4 and rerun.train.seed == 5
+    assert rerun.export.output_dir == "elsewhere/merged"
+    assert base.exists()
+
+
+def test_non_utf8_recipe_is_a_recipe_error(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes(b"model: {name_or_path: caf\xe9}\n")
+    [problem] = problems(path)
+    assert "not UTF-8 text" in problem
+
+
+def test_list_item_override_is_refused_with_a_hint(tmp_path):
+    [problem] = problems(write(tmp_path, "r.yaml", MINIMAL), ["data.train.0.name=x"])
+    assert "set the whole list instead, e.g. data.train=[a,b]" in problem
+
+
+def test_override_keys_may_carry_spaces(tmp_path):
+    assert load_recipe(write(tmp_path, "r.yaml", MINIMAL), ["train.seed =5"]).train.seed == 5
+
+
+def test_scalar_recipe_is_refused(tmp_path):
+    [problem] = problems(write(tmp_path, "r.yaml", "hello\n"))
+    assert "a recipe is a mapping of sections" in problem
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("adapter: {type: null}\n", None),
+        ("distributed: {nproc_per_node: 0}\n", "greater than or equal to 1"),
+        ("model: {trust_remote_code: 'yes'}\n", "valid boolean"),
+        ("data: {train: [qa, qa]}\n", "names qa more than once"),
+        ("data: {train: qa, val_size: 2.5}\n", "a whole number of rows"),
+        ("data: {train: qa, mask_history: true, train_on_prompt: true}\n", "choose one"),
+    ],
+)
+def test_more_validation(tmp_path, extra, message):
+    write(tmp_path, "base.yaml", MINIMAL)
+    path = write(tmp_path, "r.yaml", "base: base.yaml\n" + extra)
+    if message is None:
+        assert load_recipe(path).adapter.type == "lora"
+        return
+    found = problems(path)
+    assert any(message in p for p in found), found

@@ -49,6 +49,13 @@ def test_alpaca_row_with_input_and_history():
     }
 
 
+def test_numbers_are_text_to_the_model():
+    example = FORMATS["alpaca"].convert(
+        {"instruction": "2+2?", "output": 4}, DatasetSpec(name="x", file_name="f")
+    )
+    assert example["messages"][-1] == {"role": "assistant", "content": "4"}
+
+
 def test_pairs_row_uses_format_strings_and_system():
     spec = DatasetSpec(
         name="x",
@@ -72,7 +79,7 @@ def test_pairs_row_uses_format_strings_and_system():
     [
         ({"instruction": "q", "output": None}, "response column 'output' is missing or null"),
         ({"instruction": "q", "output": "  "}, "response column 'output' is empty"),
-        ({"instruction": 3, "output": "a"}, "prompt column 'instruction' holds int, expected text"),
+        ({"instruction": ["a"], "output": "a"}, "prompt column 'instruction' holds list, expected text"),
     ],
 )
 def test_bad_alpaca_rows_say_why(row, reason):
@@ -205,3 +212,67 @@ def test_val_size_splits_train_and_max_samples_limits(tmp_path, chatml_tokenizer
     train, evaluation, report = build_sft_data(recipe, chatml_tokenizer, CHATML)
     assert (len(train), len(evaluation)) == (15, 5)
     assert report.splits["eval"].examples == 5
+
+
+def test_where_matching_nothing_is_an_error(tmp_path, chatml_tokenizer):
+    (tmp_path / "d.csv").write_text("sentence1,sentence2,label\na,b,0\n")
+    entry = {
+        "file_name": "d.csv",
+        "formatting": "pairs",
+        "prompt_format": "{sentence1}",
+        "response_format": "{sentence2}",
+        "where": {"label": 1},
+    }
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"d": entry}))
+    with pytest.raises(UserError, match=r"no row matches where=\{'label': 1\} \(of 1 rows\)"):
+        build_sft_data(recipe_for(tmp_path, tmp_path, train="d"), chatml_tokenizer, CHATML)
+
+
+def test_every_row_skipped_is_an_error(tmp_path, chatml_tokenizer):
+    (tmp_path / "bad.json").write_text(json.dumps([{"instruction": "q", "output": ""}]))
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"bad": {"file_name": "bad.json"}}))
+    with pytest.raises(UserError, match="every row was skipped as bad"):
+        build_sft_data(
+            recipe_for(tmp_path, tmp_path, train="bad", on_bad_rows="skip"), chatml_tokenizer, CHATML
+        )
+
+
+def test_fields_the_format_ignores_are_errors(tmp_path, chatml_tokenizer):
+    (tmp_path / "d.json").write_text(json.dumps([{"instruction": "q", "output": "a"}]))
+    entry = {"file_name": "d.json", "columns": {"messages": "conversations"}, "prompt_format": "{x}"}
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"d": entry}))
+    with pytest.raises(
+        UserError, match=r"columns\.messages, prompt_format does not apply to formatting alpaca"
+    ):
+        build_sft_data(recipe_for(tmp_path, tmp_path, train="d"), chatml_tokenizer, CHATML)
+
+
+def test_explicit_column_must_exist(tmp_path, chatml_tokenizer):
+    (tmp_path / "d.json").write_text(json.dumps([{"instruction": "q", "output": "a"}]))
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps({"d": {"file_name": "d.json", "columns": {"system": "sys"}}})
+    )
+    with pytest.raises(UserError, match="has no column 'sys'"):
+        build_sft_data(recipe_for(tmp_path, tmp_path, train="d"), chatml_tokenizer, CHATML)
+
+
+def test_val_size_that_leaves_nothing_is_an_error(tmp_path, chatml_tokenizer):
+    with pytest.raises(UserError, match="must leave at least one example on each side"):
+        build_sft_data(recipe_for(tmp_path, TEST_DATA, val_size=0.999), chatml_tokenizer, CHATML)
+
+
+def test_system_precedence_row_then_data_system_then_template(tmp_path, chatml_tokenizer):
+    rows = [
+        {"instruction": "q", "output": "a", "sys": "row system"},
+        {"instruction": "q", "output": "a", "sys": ""},
+    ]
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps({"d": {"file_name": "d.json", "columns": {"system": "sys"}}})
+    )
+    train, _, _ = build_sft_data(
+        recipe_for(tmp_path, tmp_path, train="d", system="recipe system"), chatml_tokenizer, CHATML
+    )
+    texts = [chatml_tokenizer.decode(ids) for ids in train["input_ids"]]
+    assert texts[0].startswith("<|im_start|>system\nrow system<|im_end|>")
+    assert texts[1].startswith("<|im_start|>system\nrecipe system<|im_end|>")

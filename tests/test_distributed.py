@@ -41,3 +41,18 @@ def test_deepspeed_zero_on_cpu(tmp_path, preset):
     assert (out / "adapter_model.safetensors").is_file()
     losses = _losses(out)
     assert losses[-1] < losses[0]
+
+
+def test_user_error_is_exit_code_2_under_torchrun_too(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(
+        "train",
+        "examples/quickstart.yaml",
+        "distributed.nproc_per_node=2",
+        "data.train=demo_sftt",
+        f"train.output_dir={out}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "dataset 'demo_sftt' is not in" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()

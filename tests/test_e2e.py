@@ -98,6 +98,22 @@ def test_export_merges_into_a_model_with_equal_logits(trained, tiny_model_dir):
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+def test_exported_tokenizer_renders_the_trained_template(trained):
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from ftkit.templates import get_template
+
+    merged_dir = trained.parent / "run" / "merged"
+    if not merged_dir.exists():
+        assert run_cli("export", str(trained)).returncode == 0
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
+    expected = get_template("chatml").render_text(messages, add_generation_prompt=True)
+    assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == expected
+    stops = GenerationConfig.from_pretrained(merged_dir).eos_token_id
+    assert tokenizer.convert_ids_to_tokens(stops) == ["<|im_end|>"]
+
+
 def test_generate_prints_answers(trained, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
@@ -111,6 +127,39 @@ def test_generate_prints_answers(trained, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["messages"][0]["content"] for r in rows] == ["What do bees make?", "Add the numbers."]
     assert all(isinstance(r["response"], str) for r in rows)
+
+
+def test_template_tokens_added_to_a_base_tokenizer(tmp_path):
+    """ChatML taught to a model whose tokenizer lacks its markers: tokens added, rows trained, merged."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftkit.testing import GPT2, save_tiny_model, tiny_llama_config, train_tokenizer
+    from tests.conftest import qa_texts
+
+    tokenizer = train_tokenizer(qa_texts(), GPT2, vocab_size=300)
+    base = save_tiny_model(tmp_path / "base", tokenizer, tiny_llama_config(tokenizer))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"model: {{name_or_path: {base}, template: chatml, add_template_tokens: true}}\n"
+        f"adapter: {{r: 4, alpha: 8}}\n"
+        f"data: {{dataset_dir: {TEST_DATA}, train: qa, max_length: 64}}\n"
+        f"train: {{output_dir: {tmp_path / 'run'}, max_steps: 3, per_device_train_batch_size: 4}}\n"
+    )
+    result = run_cli("train", str(recipe))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "added 2 template tokens" in result.stderr
+    assert run_cli("export", str(recipe)).returncode == 0
+    merged = tmp_path / "run" / "merged"
+    assert (
+        AutoModelForCausalLM.from_pretrained(merged).get_input_embeddings().weight.shape[0]
+        == len(tokenizer) + 2
+    )
+    exported = AutoTokenizer.from_pretrained(merged)
+    assert exported.convert_tokens_to_ids("<|im_end|>") == len(tokenizer) + 1
+    rendered = exported.apply_chat_template(
+        [{"role": "user", "content": "Q"}], tokenize=False, add_generation_prompt=True
+    )
+    assert rendered == "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_quickstart_recipe_runs_from_scratch(tmp_path):

@@ -46,6 +46,7 @@ def _model_source(name: str) -> str:
 
 
 def _datasets(recipe: Recipe, findings: Findings) -> None:
+    from ftkit.data.formats import check_entry
     from ftkit.data.loaders import local_files
     from ftkit.data.registry import Registry
 
@@ -53,6 +54,7 @@ def _datasets(recipe: Recipe, findings: Findings) -> None:
     for split, refs in (("train", recipe.data.train), ("eval", recipe.data.eval)):
         for ref in refs:
             spec = registry.get(ref.name)
+            check_entry(spec)
             weight = f" weight {ref.weight}" if ref.weight is not None else ""
             if spec.file_name:
                 _, files = local_files(spec, registry.dataset_dir)
@@ -70,14 +72,19 @@ def _datasets(recipe: Recipe, findings: Findings) -> None:
 
 
 def summarize(recipe: Recipe) -> Findings:
-    from ftkit.templates import get_template
+    from ftkit.launch import check_stage, deepspeed_config
+    from ftkit.templates import TOKENIZER, get_template
 
+    check_stage(recipe.stage)
+    deepspeed_config(recipe.distributed.deepspeed)
     findings = Findings()
     findings.add("stage", recipe.stage)
     findings.add(
         "model", _model_source(recipe.model.name_or_path) + (" [random init]" * recipe.model.from_scratch)
     )
-    if recipe.model.template:
+    if recipe.model.template == TOKENIZER:
+        findings.add("template", "tokenizer: the model tokenizer's own chat_template")
+    elif recipe.model.template:
         template = get_template(recipe.model.template)
         findings.add("template", f"{template.name}: {template.description}")
     adapter = recipe.adapter

@@ -59,11 +59,35 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _template_list(args: argparse.Namespace) -> int:
+    from ftkit.templates.commands import describe_templates
+
+    print(describe_templates())
+    return 0
+
+
+def _template_render(args: argparse.Namespace) -> int:
+    from ftkit.templates.commands import render_file, write_exact
+
+    write_exact(render_file(args.name, args.messages, args.add_generation_prompt, args.set, args.tokenizer))
+    return 0
+
+
 def _env(args: argparse.Namespace) -> int:
     from ftkit.envinfo import describe
 
     print(describe())
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,8 +134,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--model", help="model directory to use (default: the recipe's merged export, else base+adapter)"
     )
-    sub.add_argument("--max-new-tokens", type=int, default=64)
-    sub.add_argument("--batch-size", type=int, default=8)
+    sub.add_argument("--max-new-tokens", type=_positive, default=64)
+    sub.add_argument("--batch-size", type=_positive, default=8)
+
+    template = commands.add_parser("template", help="List chat templates, or render one.")
+    template_commands = template.add_subparsers(title="template commands", metavar="COMMAND", required=True)
+    sub = template_commands.add_parser("list", help="The built-in chat templates and what each is for.")
+    sub.set_defaults(handler=_template_list)
+    sub = template_commands.add_parser(
+        "render", help="Print exactly what a template renders for a conversation (nothing else on stdout)."
+    )
+    sub.set_defaults(handler=_template_render)
+    sub.add_argument("name", help="template name (see `ftkit template list`)")
+    sub.add_argument("--messages", required=True, help='JSON file: a list of {"role", "content"} messages')
+    sub.add_argument("--add-generation-prompt", action="store_true", help="end with the opening of an answer")
+    sub.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='template variable, e.g. date_string="26 Jul 2024" or enable_thinking=false',
+    )
+    sub.add_argument("--tokenizer", help="tokenizer path or hub id (needed by the `tokenizer` template)")
 
     command("env", _env, "Show versions, devices and optional features of this machine.")
     return parser

@@ -29,6 +29,8 @@ class ExportRequest:
     dtype: str = "auto"
     shard_size: str = "5GB"
     force: bool = False
+    template: str | None = None
+    """Chat template the adapter was trained with; None: the one its run.json records."""
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, force: bool = False) -> ExportRequest:
@@ -39,7 +41,15 @@ class ExportRequest:
                 f"adapter.type is {recipe.adapter.type}: the run saved a full model in {recipe.train.output_dir}, "
                 "there is no adapter to merge"
             )
-        return cls(None, export.adapter_dir, export.output_dir, export.dtype, export.shard_size, force)
+        return cls(
+            None,
+            export.adapter_dir,
+            export.output_dir,
+            export.dtype,
+            export.shard_size,
+            force,
+            recipe.model.template,
+        )
 
 
 def resolve_base(request: ExportRequest) -> str:
@@ -91,14 +101,39 @@ def merge(request: ExportRequest) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True)
     except OSError as exc:
         raise UserError(f"cannot load the base model {base!r}: {exc}") from None
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(adapter, base))
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        # Training added template tokens; the adapter holds their rows for the grown matrices.
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    _set_generation_stops(merged, tokenizer, request.template or (read_run(adapter) or {}).get("template"))
     return merged, tokenizer
+
+
+def _set_generation_stops(model: Any, tokenizer: Any, template_name: str | None) -> None:
+    """End generation at the template's end-of-turn token(s), not only at the tokenizer's eos."""
+    if not template_name:
+        return
+    from ftkit.models.special_tokens import stop_token_ids
+    from ftkit.templates import get_template
+
+    ids = stop_token_ids(tokenizer, get_template(template_name, tokenizer))
+    model.generation_config.eos_token_id = ids
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    log.info("generation stops at %s", ", ".join(tokenizer.convert_ids_to_tokens(ids)))
 
 
 def export(request: ExportRequest) -> Path:
     """Merge and save; returns the output directory."""
+    from ftkit.config.sections.outputs import check_size
+
+    try:
+        check_size(request.shard_size)
+    except ValueError as exc:
+        raise UserError(f"--shard-size: {exc}") from None
     out = Path(request.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"export target {out} is a file; give a directory")
     if out.exists() and any(out.iterdir()) and not request.force:
         raise UserError(f"export target {out} already exists and is not empty; pass --force to replace it")
     model, tokenizer = merge(request)

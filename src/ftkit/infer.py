@@ -30,7 +30,11 @@ class GenerationRequest:
 def read_conversations(path: str | Path) -> list[dict[str, Any]]:
     """JSONL rows of {"prompt": text} or {"messages": [...]}, each with an optional "system"."""
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read prompts from {path}: {exc}") from None
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -43,6 +47,14 @@ def read_conversations(path: str | Path) -> list[dict[str, Any]]:
             messages = row["messages"]
         else:
             raise UserError(f'{path}:{number}: expected {{"prompt": "..."}} or {{"messages": [...]}}')
+        if (
+            not messages
+            or not isinstance(messages[-1], dict)
+            or messages[-1].get("role") not in ("user", "tool")
+        ):
+            raise UserError(
+                f"{path}:{number}: the conversation must end with a user (or tool) message to answer"
+            )
         rows.append({"system": row.get("system"), "messages": messages})
     if not rows:
         raise UserError(f"{path} holds no prompts")
@@ -75,17 +87,6 @@ def load_for_inference(recipe: Recipe, model_dir: str | None = None) -> tuple[An
     return merge(ExportRequest(None, run_dir, str(export_dir)))
 
 
-def _stop_ids(tokenizer: Any, stops: Sequence[str]) -> list[int]:
-    ids = []
-    for stop in stops:
-        token_ids = tokenizer.convert_tokens_to_ids([stop])
-        if token_ids and token_ids[0] is not None and token_ids[0] != tokenizer.unk_token_id:
-            ids.append(token_ids[0])
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
-
-
 def generate(
     model: Any,
     tokenizer: Any,
@@ -97,9 +98,11 @@ def generate(
     """Greedy answers for the conversations, in order."""
     import torch
 
+    from ftkit.models.special_tokens import stop_token_ids
+
     variables = token_variables(tokenizer)
     stops = template.stop_strings(variables)
-    stop_ids = _stop_ids(tokenizer, stops)
+    stop_ids = stop_token_ids(tokenizer, template)
     tokenizer.padding_side = "left"
     model.eval()
     answers: list[str] = []
@@ -135,9 +138,9 @@ def generate_file(recipe: Recipe, request: GenerationRequest) -> list[dict[str, 
     """Answer every prompt of the input file; print them, or write JSONL to request.output."""
     if not recipe.model.template:
         raise UserError("generation needs model.template in the recipe")
-    template = get_template(recipe.model.template)
     conversations = read_conversations(request.input)
     model, tokenizer = load_for_inference(recipe, request.model)
+    template = get_template(recipe.model.template, tokenizer)
     answers = generate(model, tokenizer, template, conversations, request.max_new_tokens, request.batch_size)
     results = [{**c, "response": a} for c, a in zip(conversations, answers, strict=True)]
     if request.output:

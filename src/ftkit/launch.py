@@ -143,6 +143,20 @@ def train(recipe: Recipe, argv: list[str]) -> int:
         prepare_output_dir(recipe)
     nproc = processes(recipe)
     if nproc > 1 and context.world_size == 1:
-        return relaunch(argv, nproc, recipe.distributed.master_port)
+        from ftkit.check import summarize
+
+        summarize(recipe)  # surface recipe-level user errors here, with exit code 2, not in N workers
+        code = relaunch(argv, nproc, recipe.distributed.master_port)
+        return user_error_code(recipe, code)
     stage_runner(recipe.stage)(recipe, context)
     return 0
+
+
+def user_error_code(recipe: Recipe, code: int) -> int:
+    """torchrun reports any failed worker as 1; a user error recorded by rank 0 is still exit code 2."""
+    from ftkit.rundir import read_run
+
+    if code == 0:
+        return 0
+    run = read_run(recipe.train.output_dir)
+    return UserError.exit_code if run and run.get("user_error") else code

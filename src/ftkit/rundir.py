@@ -21,6 +21,9 @@ from ftkit.errors import UserError
 
 RUN_FILE = "run.json"
 RECIPE_FILE = "recipe.yaml"
+"""The recipe as given (bases merged, overrides applied): `ftkit train <output_dir>/recipe.yaml` re-runs it."""
+RESOLVED_RECIPE_FILE = "recipe.resolved.yaml"
+"""Every key with the value this run used, defaults included."""
 
 
 def read_run(output_dir: str | Path) -> dict[str, Any] | None:
@@ -35,9 +38,9 @@ def prepare_output_dir(recipe: Recipe) -> Path:
     out = Path(recipe.train.output_dir)
     if not out.exists() or not any(out.iterdir()):
         return out
-    if recipe.train.resume_from_checkpoint:
-        return out
     previous = read_run(out)
+    if recipe.train.resume_from_checkpoint and previous is not None:
+        return out
     if previous is None:
         raise UserError(
             f"train.output_dir {out} is not empty and holds no ftkit run; choose an empty or new directory"
@@ -93,7 +96,8 @@ class RunRecord:
             "pid": os.getpid(),
         }
         if is_main:
-            atomic_write_text(self.output_dir / RECIPE_FILE, dump_recipe(recipe))
+            atomic_write_text(self.output_dir / RECIPE_FILE, dump_recipe(recipe, defaults=False))
+            atomic_write_text(self.output_dir / RESOLVED_RECIPE_FILE, dump_recipe(recipe))
             self._write()
 
     def update(self, **fields: Any) -> None:
@@ -103,6 +107,11 @@ class RunRecord:
     def finish(self, status: str, **fields: Any) -> None:
         self.data.update(fields, status=status, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self._write()
+
+    def fail(self, exc: BaseException) -> None:
+        """Record why the run stopped; `user_error` lets a launcher report exit code 2 for it."""
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        self.finish(status, error=f"{type(exc).__name__}: {exc}", user_error=isinstance(exc, UserError))
 
     def _write(self) -> None:
         if self.is_main:

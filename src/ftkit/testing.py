@@ -39,6 +39,76 @@ CHATML = TokenizerSpec(
 )
 
 
+LLAMA3 = TokenizerSpec(
+    special_tokens=(
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+        "<|eom_id|>",
+    ),
+    bos_token="<|begin_of_text|>",
+    eos_token="<|eot_id|>",
+)
+GEMMA = TokenizerSpec(
+    special_tokens=("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"),
+    bos_token="<bos>",
+    eos_token="<eos>",
+    pad_token="<pad>",
+)
+MISTRAL = TokenizerSpec(
+    special_tokens=("<unk>", "<s>", "</s>", "[INST]", "[/INST]"), bos_token="<s>", eos_token="</s>"
+)
+PHI3 = TokenizerSpec(
+    special_tokens=("<unk>", "<s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
+    bos_token="<s>",
+    eos_token="<|endoftext|>",
+    pad_token="<|endoftext|>",
+)
+PHI4 = TokenizerSpec(
+    special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_sep|>", "<|im_end|>"),
+    bos_token="<|endoftext|>",
+    eos_token="<|im_end|>",
+)
+QWEN3 = TokenizerSpec(
+    special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+    extra_special_tokens=("<think>", "</think>"),
+    bos_token=None,
+    eos_token="<|im_end|>",
+    pad_token="<|endoftext|>",
+)
+DEEPSEEK_R1 = TokenizerSpec(
+    special_tokens=("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"),
+    extra_special_tokens=("<think>", "</think>"),
+    bos_token="<｜begin▁of▁sentence｜>",
+    eos_token="<｜end▁of▁sentence｜>",
+    pad_token="<｜end▁of▁sentence｜>",
+)
+GPT2 = TokenizerSpec(special_tokens=("<|endoftext|>",), bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+
+FAMILY_TOKENIZERS = {
+    "chatml": CHATML,
+    "qwen2_5": CHATML,
+    "smollm2": CHATML,
+    "qwen3": QWEN3,
+    "qwen3_initial": QWEN3,
+    "llama3": LLAMA3,
+    "llama3_1": LLAMA3,
+    "llama3_2": LLAMA3,
+    "mistral_v0_3": MISTRAL,
+    "gemma2": GEMMA,
+    "gemma3": GEMMA,
+    "phi3": PHI3,
+    "phi3_5": PHI3,
+    "phi4": PHI4,
+    "deepseek_r1_distill_qwen": DEEPSEEK_R1,
+    "alpaca": GPT2,
+    "plain": GPT2,
+}
+"""For each built-in template, the special tokens of a tokenizer of its model family."""
+
+
 def train_tokenizer(texts: Iterable[str], spec: TokenizerSpec, vocab_size: int = 512) -> Any:
     """A byte-level BPE `PreTrainedTokenizerFast` trained on `texts` with the spec's special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers

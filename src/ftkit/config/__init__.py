@@ -20,11 +20,16 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Load, merge, interpolate and validate a recipe; problems raise RecipeError (exit code 2)."""
     raw = load_raw(path, overrides)
     try:
-        return Recipe.model_validate(raw.values)
+        recipe = Recipe.model_validate(raw.values)
     except ValidationError as exc:
         raise RecipeError(render(exc, Recipe, raw.where), display_path(raw.path)) from None
+    recipe._given = raw.values
+    return recipe
 
 
-def dump_recipe(recipe: Recipe) -> str:
-    """The resolved recipe as YAML, with secrets redacted: what `ftkit check` prints and runs save."""
-    return yaml.safe_dump(redact(recipe.model_dump(mode="json")), sort_keys=False, allow_unicode=True)
+def dump_recipe(recipe: Recipe, defaults: bool = True) -> str:
+    """The recipe as YAML with secrets redacted. With defaults, every key and the value it resolved to
+    (what `ftkit check` prints); without, the keys as given (bases merged, overrides applied), which
+    re-runs the same way even when other values change (what runs save as recipe.yaml)."""
+    values = recipe.model_dump(mode="json") if defaults or recipe._given is None else recipe._given
+    return yaml.safe_dump(redact(values), sort_keys=False, allow_unicode=True)

@@ -59,14 +59,16 @@ def _locations(node: yaml.Node, prefix: KeyPath, source: str, out: dict[KeyPath,
             _locations(item, key, source, out)
 
 
-def _read_yaml(path: Path) -> tuple[DictConfig, dict[KeyPath, str]]:
+def _read_yaml(path: Path, what: str = "recipe file") -> tuple[DictConfig, dict[KeyPath, str]]:
     shown = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeError([f"recipe file not found: {shown}"]) from None
+        raise RecipeError([f"{what} not found: {shown}"]) from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError([f"{shown}: not UTF-8 text (byte {exc.start}); save the recipe as UTF-8"]) from None
     except OSError as exc:
-        raise RecipeError([f"cannot read {shown}: {exc.strerror}"]) from None
+        raise RecipeError([f"cannot read {what} {shown}: {exc.strerror}"]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         config = OmegaConf.create(text) if text.strip() else OmegaConf.create({})
@@ -76,8 +78,8 @@ def _read_yaml(path: Path) -> tuple[DictConfig, dict[KeyPath, str]]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise RecipeError([f"{where}: not valid YAML ({problem})"]) from None
     except OmegaConfBaseException as exc:
-        raise RecipeError([f"{shown}: {exc}"]) from None
-    if not isinstance(config, DictConfig):
+        raise RecipeError([f"{shown}: {_first_line(exc)}"]) from None
+    if not isinstance(config, DictConfig) or (node is not None and not isinstance(node, yaml.MappingNode)):
         raise RecipeError([f"{shown}: a recipe is a mapping of sections (stage, model, data, train, ...)"])
     locations: dict[KeyPath, str] = {}
     if node is not None:
@@ -95,12 +97,16 @@ def _base_paths(config: DictConfig, path: Path) -> list[Path]:
     return [(path.parent / item) for item in items]
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().split("\n")[0]
+
+
 def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[DictConfig, dict[KeyPath, str]]:
     resolved = path.resolve()
     if resolved in chain:
         cycle = " -> ".join(display_path(p) for p in (*chain, resolved))
         raise RecipeError([f"base recipes form a cycle: {cycle}"])
-    config, locations = _read_yaml(path)
+    config, locations = _read_yaml(path, "base recipe" if chain else "recipe file")
     merged = OmegaConf.create({})
     merged_locations: dict[KeyPath, str] = {}
     for base_path in _base_paths(config, path):
@@ -116,16 +122,23 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[DictConfig, dict[Ke
 
 
 def _parse_overrides(overrides: list[str]) -> tuple[DictConfig, dict[KeyPath, str]]:
+    cleaned = []
     for item in overrides:
-        key = item.split("=", 1)[0]
-        if "=" not in item or not key or any(not part for part in key.split(".")):
+        key, separator, value = item.partition("=")
+        key = key.strip()
+        if not separator or not key or any(not part for part in key.split(".")):
             raise RecipeError([f"override {item!r} is not of the form section.key=value (e.g. train.seed=1)"])
+        if any(part.isdigit() or "[" in part for part in key.split(".")):
+            raise RecipeError(
+                [f"override {item!r} sets one list item; set the whole list instead, e.g. data.train=[a,b]"]
+            )
+        cleaned.append(f"{key}={value}")
     try:
-        config = OmegaConf.from_dotlist(overrides)
+        config = OmegaConf.from_dotlist(cleaned)
     except OmegaConfBaseException as exc:
-        raise RecipeError([f"cannot parse overrides {overrides}: {exc}"]) from None
+        raise RecipeError([f"cannot parse overrides {overrides}: {_first_line(exc)}"]) from None
     locations: dict[KeyPath, str] = {}
-    for item in overrides:
+    for item in cleaned:
         key = tuple(item.split("=", 1)[0].split("."))
         for end in range(1, len(key) + 1):
             locations[key[:end]] = f"{COMMAND_LINE} ({item})"
@@ -144,7 +157,7 @@ def load_raw(path: str | Path, overrides: list[str] | None = None) -> RawRecipe:
         values = OmegaConf.to_container(config, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
-        reason = str(exc).split("\n")[0]
+        reason = _first_line(exc)
         where = f"{key}: " if key else ""
         raise RecipeError([f"{where}cannot resolve interpolation: {reason}"], display_path(path)) from None
     assert isinstance(values, dict)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from ftkit.config.sections.adapter import AdapterConfig, LoraAdapter
 from ftkit.config.sections.base import ConfigConflict, Section
@@ -43,6 +43,9 @@ class Recipe(Section):
     """Where and how `ftkit export` merges the adapter."""
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     """Multi-process launch and DeepSpeed."""
+
+    _given: dict | None = PrivateAttr(default=None)
+    """The values as the user gave them (bases merged, overrides applied), before derived defaults."""
 
     @model_validator(mode="after")
     def _cross_section(self) -> Recipe:

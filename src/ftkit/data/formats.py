@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftkit.data.registry import DatasetSpec
+from ftkit.errors import UserError
 
 Row = dict[str, Any]
 Example = dict[str, Any]
@@ -27,9 +28,30 @@ class Format:
     convert: Callable[[Row, DatasetSpec], Example]
     required_columns: Callable[[DatasetSpec], list[str]]
     """Columns that must exist in the dataset (checked once, before any row is converted)."""
+    columns: tuple[str, ...] = ()
+    """The `columns` keys this format reads; setting any other is an error, not silently ignored."""
+    options: tuple[str, ...] = ()
+    """The format-specific registry fields it reads (e.g. prompt_format)."""
 
 
 FORMATS: dict[str, Format] = {}
+SOURCE_FIELDS = (
+    "file_name",
+    "hf_hub_url",
+    "ms_hub_url",
+    "om_hub_url",
+    "script_url",
+    "subset",
+    "folder",
+    "split",
+    "revision",
+    "num_samples",
+    "formatting",
+    "where",
+    "bidirectional",
+    "system",
+    "columns",
+)
 
 
 def register_format(fmt: Format) -> None:
@@ -38,12 +60,30 @@ def register_format(fmt: Format) -> None:
     FORMATS[fmt.name] = fmt
 
 
+def check_entry(spec: DatasetSpec) -> None:
+    """Registry fields set on the entry that its format would ignore are an error, not silently dropped."""
+    fmt = FORMATS[spec.formatting]
+    unused = [name for name in spec.model_fields_set if name not in (*SOURCE_FIELDS, *fmt.options, "name")]
+    unused += [f"columns.{name}" for name in spec.columns.model_fields_set if name not in fmt.columns]
+    if unused:
+        raise UserError(
+            f"dataset {spec.name!r}: {', '.join(sorted(unused))} does not apply to formatting {spec.formatting}; "
+            "remove it or change the formatting"
+        )
+    if spec.file_name and "split" in spec.model_fields_set and spec.split != "train":
+        raise UserError(
+            f"dataset {spec.name!r}: split applies to hub datasets; a local file_name is one split"
+        )
+
+
 def _text(row: Row, column: str, what: str, allow_empty: bool = False) -> str:
     value = row.get(column)
     if value is None:
         if allow_empty:
             return ""
         raise BadRow(f"{what} column {column!r} is missing or null")
+    if isinstance(value, int | float | bool):
+        value = str(value)  # numeric answers (math, labels) are text to the model
     if not isinstance(value, str):
         raise BadRow(f"{what} column {column!r} holds {type(value).__name__}, expected text")
     if not allow_empty and not value.strip():
@@ -62,7 +102,18 @@ def _system(row: Row, spec: DatasetSpec) -> str | None:
 # alpaca: instruction (+ input) -> output, with optional history pairs.
 def _alpaca_columns(spec: DatasetSpec) -> list[str]:
     cols = spec.columns
-    return [c for c in (cols.prompt or "instruction", cols.response or "output") if c]
+    # The default input column may be absent; a column named explicitly must exist.
+    return [
+        c
+        for c in (
+            cols.prompt or "instruction",
+            cols.query,
+            cols.response or "output",
+            cols.history,
+            cols.system,
+        )
+        if c
+    ]
 
 
 def _alpaca(row: Row, spec: DatasetSpec) -> Example:
@@ -87,7 +138,9 @@ def _alpaca(row: Row, spec: DatasetSpec) -> Example:
     return {"system": _system(row, spec), "messages": messages}
 
 
-register_format(Format("alpaca", _alpaca, _alpaca_columns))
+register_format(
+    Format("alpaca", _alpaca, _alpaca_columns, columns=("prompt", "query", "response", "history", "system"))
+)
 
 
 # pairs: prompt and response built from columns with format strings.
@@ -96,7 +149,8 @@ def _placeholders(text: str) -> list[str]:
 
 
 def _pairs_columns(spec: DatasetSpec) -> list[str]:
-    return _placeholders(spec.prompt_format or "") + _placeholders(spec.response_format or "")
+    columns = _placeholders(spec.prompt_format or "") + _placeholders(spec.response_format or "")
+    return columns + ([spec.columns.system] if spec.columns.system else [])
 
 
 def _fill(template: str, row: Row, what: str) -> str:
@@ -117,4 +171,6 @@ def _pairs(row: Row, spec: DatasetSpec) -> Example:
     return {"system": _system(row, spec), "messages": messages}
 
 
-register_format(Format("pairs", _pairs, _pairs_columns))
+register_format(
+    Format("pairs", _pairs, _pairs_columns, columns=("system",), options=("prompt_format", "response_format"))
+)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ftkit.config.recipe import Recipe
 from ftkit.config.sections.data import DatasetRef
-from ftkit.data.formats import FORMATS, BadRow
+from ftkit.data.formats import FORMATS, BadRow, check_entry
 from ftkit.data.loaders import load_rows
 from ftkit.data.registry import DatasetSpec, Registry
 from ftkit.data.tokenize import IGNORE_INDEX, MaskOptions, encode_conversations
@@ -109,10 +109,13 @@ def load_examples(ref: DatasetRef, registry: Registry, recipe: Recipe) -> tuple[
     conversion (bidirectional entries yield two examples per row).
     """
     spec = registry.get(ref.name)
+    check_entry(spec)
     report = DatasetReport(ref.name, spec.source)
     rows = load_rows(spec, registry.dataset_dir)
     _check_columns(spec, rows.column_names)
     report.rows = len(rows)
+    if not rows:
+        raise UserError(f"dataset {ref.name!r} ({spec.source}) has no rows")
     rows = rows.add_column("_row", list(range(len(rows))))
     if spec.where:
         rows = rows.filter(
@@ -122,6 +125,10 @@ def load_examples(ref: DatasetRef, registry: Registry, recipe: Recipe) -> tuple[
             desc=f"Filtering {ref.name}",
         )
         report.filtered = report.rows - len(rows)
+        if not rows:
+            raise UserError(
+                f"dataset {ref.name!r}: no row matches where={spec.where} (of {report.rows} rows)"
+            )
     limits = [n for n in (spec.num_samples, recipe.data.max_samples) if n is not None]
     if limits and min(limits) < len(rows):
         rows = rows.select(range(min(limits)))
@@ -141,6 +148,8 @@ def load_examples(ref: DatasetRef, registry: Registry, recipe: Recipe) -> tuple[
         report.skipped = problems
         log.warning("dataset %s: skipped %d bad rows: %s", ref.name, problems.total(), dict(problems))
         converted = converted.filter(lambda problem: problem is None, input_columns="_problem")
+        if not converted:
+            raise UserError(f"dataset {ref.name!r}: every row was skipped as bad: {dict(problems)}")
     examples = converted.remove_columns(["_problem"])
     report.examples = len(examples)
     return examples, report
@@ -225,6 +234,8 @@ def tokenize(
         report.skipped = problems
         log.warning("%s: skipped %d examples: %s", split, problems.total(), dict(problems))
         encoded = encoded.filter(lambda problem: problem is None, input_columns="_problem")
+        if not encoded:
+            raise UserError(f"{split}: every example was skipped: {dict(problems)}")
     report.truncated = sum(encoded["_truncated"])
     if report.truncated:
         log.warning(
@@ -239,6 +250,18 @@ def tokenize(
         report.tokens += len(labels)
         report.trained_tokens += sum(1 for label in labels if label != IGNORE_INDEX)
     return encoded, report
+
+
+def _hold_out(examples: Any, size: float, seed: int) -> tuple[Any, Any]:
+    """Split data.val_size (a fraction, or a number of rows) off the training examples, seeded."""
+    count = int(size) if size >= 1 else round(size * len(examples))
+    if not 1 <= count < len(examples):
+        raise UserError(
+            f"data.val_size={size:g} would hold out {count} of {len(examples)} examples; "
+            "it must leave at least one example on each side"
+        )
+    split = examples.train_test_split(test_size=count, seed=seed)
+    return split["train"], split["test"]
 
 
 def build_sft_data(recipe: Recipe, tokenizer: Any, template: Template) -> tuple[Any, Any | None, DataReport]:
@@ -257,15 +280,8 @@ def build_sft_data(recipe: Recipe, tokenizer: Any, template: Template) -> tuple[
     train = load(recipe.data.train)
     evaluation = load(recipe.data.eval) if recipe.data.eval else None
     if recipe.data.val_size is not None:
-        size = recipe.data.val_size
-        test_size = int(size) if size >= 1 else size
-        if (test_size if isinstance(test_size, int) else 1) >= len(train):
-            raise UserError(f"data.val_size={size} leaves no training examples out of {len(train)}")
-        split = train.train_test_split(test_size=test_size, seed=recipe.train.seed)
-        train, evaluation = split["train"], split["test"]
+        train, evaluation = _hold_out(train, recipe.data.val_size, recipe.train.seed)
     train, report.splits["train"] = tokenize(train, "train", tokenizer, template, recipe)
     if evaluation is not None:
         evaluation, report.splits["eval"] = tokenize(evaluation, "eval", tokenizer, template, recipe)
-    if len(train) == 0:
-        raise UserError("no training examples are left after filtering; see the counts above")
     return train, evaluation, report

@@ -34,22 +34,36 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(total, trainable)
 
 
-def _apply_lora(model: nn.Module, adapter: LoraAdapter) -> nn.Module:
+def _apply_lora(model: nn.Module, adapter: LoraAdapter, new_token_ids: list[int]) -> nn.Module:
     from peft import LoraConfig, PeftModel, get_peft_model
+
+    from ftkit.models.special_tokens import embedding_module_names
 
     if adapter.init_from:
         try:
             return PeftModel.from_pretrained(model, adapter.init_from, is_trainable=True)
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot continue from adapter.init_from={adapter.init_from!r}: {exc}") from None
+    modules_to_save = list(adapter.modules_to_save)
+    if new_token_ids:
+        # The added tokens' embedding rows (and output rows) must learn: train those matrices in full. peft's
+        # trainable_token_indices would be lighter, but TRL's fused LM-head loss reads the head's weight directly
+        # and would not see row deltas.
+        extra = [m for m in embedding_module_names(model) if m not in modules_to_save]
+        if extra:
+            log.info(
+                "training %s in full for the %d added template tokens", ", ".join(extra), len(new_token_ids)
+            )
+        modules_to_save += extra
     config = LoraConfig(
         r=adapter.r,
         lora_alpha=adapter.alpha,
         lora_dropout=adapter.dropout,
         target_modules=adapter.target_modules,
-        modules_to_save=adapter.modules_to_save or None,
+        modules_to_save=modules_to_save or None,
         use_dora=adapter.use_dora,
         use_rslora=adapter.use_rslora,
+        ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False)),
         task_type="CAUSAL_LM",
     )
     try:
@@ -71,7 +85,16 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return best
 
 
-def _apply_freeze(model: nn.Module, adapter: FreezeAdapter) -> nn.Module:
+def _apply_freeze(model: nn.Module, adapter: FreezeAdapter, new_token_ids: list[int]) -> nn.Module:
+    from ftkit.models.special_tokens import embedding_module_names
+
+    if new_token_ids:
+        untrained = [m for m in embedding_module_names(model) if m not in adapter.trainable_modules]
+        if untrained:
+            raise UserError(
+                f"added template tokens need trained embeddings: add {', '.join(untrained)} to "
+                "adapter.trainable_modules"
+            )
     layers = decoder_layers(model)
     if adapter.trainable_layers > len(layers):
         raise UserError(
@@ -89,12 +112,20 @@ def _apply_freeze(model: nn.Module, adapter: FreezeAdapter) -> nn.Module:
     return model
 
 
-def apply_adapter(model: nn.Module, adapter: LoraAdapter | FullAdapter | FreezeAdapter) -> nn.Module:
-    """Wrap or freeze the model as the adapter section says; logs the parameter counts."""
+def apply_adapter(
+    model: nn.Module,
+    adapter: LoraAdapter | FullAdapter | FreezeAdapter,
+    new_token_ids: list[int] | None = None,
+) -> nn.Module:
+    """Wrap or freeze the model as the adapter section says; logs the parameter counts.
+
+    `new_token_ids` are tokens added for the chat template: their embedding rows are made trainable.
+    """
+    new_token_ids = new_token_ids or []
     if isinstance(adapter, LoraAdapter):
-        model = _apply_lora(model, adapter)
+        model = _apply_lora(model, adapter, new_token_ids)
     elif isinstance(adapter, FreezeAdapter):
-        model = _apply_freeze(model, adapter)
+        model = _apply_freeze(model, adapter, new_token_ids)
     else:
         model.requires_grad_(True)
     log.info("adapter %s: %s", adapter.type, count_parameters(model))

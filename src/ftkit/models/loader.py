@@ -11,7 +11,6 @@ import torch
 from ftkit.config.sections.model import ModelConfig
 from ftkit.errors import UserError
 from ftkit.models.runtime import Runtime
-from ftkit.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +25,10 @@ def load_tokenizer(model: ModelConfig) -> Any:
     from transformers import AutoTokenizer
 
     name = model.tokenizer or model.name_or_path
+    revision = None if model.tokenizer else model.revision  # the revision names a commit of the model repo
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            name, revision=model.revision, trust_remote_code=model.trust_remote_code
+            name, revision=revision, trust_remote_code=model.trust_remote_code
         )
     except OSError as exc:
         raise UserError(f"cannot load the tokenizer of {name!r}: {exc}.{_hub_hint(name)}") from None
@@ -38,18 +38,6 @@ def load_tokenizer(model: ModelConfig) -> Any:
             "tokenizer has no pad token; padding with eos %r (padding is never trained)", tokenizer.eos_token
         )
     return tokenizer
-
-
-def check_template_tokens(template: Template, tokenizer: Any) -> None:
-    """Every marker token of the template must be a single token of the tokenizer."""
-    vocab = tokenizer.get_vocab()
-    missing = [token for token in template.special_tokens if token not in vocab]
-    if missing:
-        raise UserError(
-            f"template {template.name} writes {', '.join(missing)}, which the tokenizer of this model does not "
-            "have: the template does not belong to this model. Pick the template of the model's family "
-            "(`ftkit template list`)."
-        )
 
 
 def quantization_config(model: ModelConfig, runtime: Runtime) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,8 @@ def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path) -> 
     """
     output_dir = Path(output_dir)
     staging = output_dir / ".final.tmp"
+    if context.is_main:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a crash during an earlier save
     trainer.save_model(str(staging))
     if not context.is_main:
         return []

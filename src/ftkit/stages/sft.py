@@ -14,8 +14,9 @@ from ftkit.config import Recipe
 from ftkit.data.pipeline import build_sft_data
 from ftkit.launch import LaunchContext
 from ftkit.models.adapters import apply_adapter, count_parameters
-from ftkit.models.loader import attention_backend, check_template_tokens, load_model, load_tokenizer
+from ftkit.models.loader import attention_backend, load_model, load_tokenizer
 from ftkit.models.runtime import resolve_runtime
+from ftkit.models.special_tokens import attach_chat_template, prepare_template_tokens, resize_embeddings
 from ftkit.rundir import RunRecord
 from ftkit.stages.common import resume_point, save_final, trainer_arguments
 from ftkit.templates import get_template
@@ -28,32 +29,35 @@ def run(recipe: Recipe, context: LaunchContext) -> None:
     from trl import SFTConfig, SFTTrainer
 
     runtime = resolve_runtime(recipe)
+    tokenizer = load_tokenizer(recipe.model)
+    assert recipe.model.template is not None  # the recipe validator requires it for sft
+    template = get_template(recipe.model.template, tokenizer)
+    new_token_ids = prepare_template_tokens(template, tokenizer, recipe.model.add_template_tokens)
+    attach_chat_template(tokenizer, template)  # saved with the adapter: inference renders as training did
+
+    args = SFTConfig(
+        **trainer_arguments(recipe, runtime),
+        max_length=recipe.data.max_length,
+        packing=recipe.data.packing,
+        dataset_num_proc=recipe.data.num_proc,
+    )
+    with args.main_process_first(desc="preparing the datasets"):
+        train, evaluation, data_report = build_sft_data(recipe, tokenizer, template)
+    for name, split in data_report.splits.items():
+        log.info(
+            "%s: %d examples, %d tokens (%d trained), %d truncated",
+            name,
+            split.examples,
+            split.tokens,
+            split.trained_tokens,
+            split.truncated,
+        )
+    model = load_model(recipe.model, runtime, recipe.train.seed)
+    resize_embeddings(model, tokenizer, new_token_ids)
+
+    # From here on the run writes into output_dir; everything above failed without leaving a trace.
     record = RunRecord(recipe, context.is_main)
     try:
-        tokenizer = load_tokenizer(recipe.model)
-        assert recipe.model.template is not None  # the recipe validator requires it for sft
-        template = get_template(recipe.model.template)
-        check_template_tokens(template, tokenizer)
-
-        args = SFTConfig(
-            **trainer_arguments(recipe, runtime),
-            max_length=recipe.data.max_length,
-            packing=recipe.data.packing,
-            dataset_num_proc=recipe.data.num_proc,
-        )
-        with args.main_process_first(desc="preparing the datasets"):
-            train, evaluation, data_report = build_sft_data(recipe, tokenizer, template)
-        for name, split in data_report.splits.items():
-            log.info(
-                "%s: %d examples, %d tokens (%d trained), %d truncated",
-                name,
-                split.examples,
-                split.tokens,
-                split.trained_tokens,
-                split.truncated,
-            )
-
-        model = load_model(recipe.model, runtime, recipe.train.seed)
         base_model = None
         if recipe.model.from_scratch and recipe.adapter.type == "lora" and context.is_main:
             # An adapter is useless without the exact random base it was trained on: keep that base.
@@ -61,7 +65,7 @@ def run(recipe: Recipe, context: LaunchContext) -> None:
             model.save_pretrained(base_model)
             tokenizer.save_pretrained(base_model)
             model.config._name_or_path = str(Path(base_model).resolve())
-        model = apply_adapter(model, recipe.adapter)
+        model = apply_adapter(model, recipe.adapter, new_token_ids)
         parameters = count_parameters(model)
         record.update(
             device=runtime.device,
@@ -105,5 +109,5 @@ def run(recipe: Recipe, context: LaunchContext) -> None:
             "saved %s to %s", "adapter" if recipe.adapter.type == "lora" else "model", recipe.train.output_dir
         )
     except BaseException as exc:
-        record.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        record.fail(exc)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 from ftkit.errors import UserError
 from ftkit.templates.template import Template
@@ -22,13 +23,28 @@ def register(template: Template) -> Template:
     return template
 
 
-def get_template(name: str) -> Template:
-    """The template called `name` (or an alias of it); unknown names are a user error with suggestions."""
+TOKENIZER = "tokenizer"
+"""The name of the template that uses the model tokenizer's own jinja chat_template."""
+
+
+def get_template(name: str, tokenizer: Any = None) -> Template:
+    """The template called `name` (or an alias of it); unknown names are a user error with suggestions.
+
+    `tokenizer` is needed for the `tokenizer` template, which renders with the tokenizer's own jinja.
+    """
+    if name == TOKENIZER:
+        if tokenizer is None:
+            raise UserError(
+                "template tokenizer renders with a model's tokenizer; give one (--tokenizer PATH)"
+            )
+        from ftkit.templates.tokenizer import TokenizerTemplate
+
+        return TokenizerTemplate(tokenizer)  # type: ignore[return-value]
     _load_builtins()
     key = _ALIASES.get(name, name)
     if key in _TEMPLATES:
         return _TEMPLATES[key]
-    choices = [*_TEMPLATES, *_ALIASES]
+    choices = [*_TEMPLATES, *_ALIASES, TOKENIZER]
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise UserError(f"unknown chat template {name!r}{hint}; `ftkit template list` shows the available ones")

@@ -31,6 +31,11 @@ class LoraAdapter(Section):
     init_from: str | None = None
     """Directory of an existing adapter to continue training instead of starting a new one."""
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _default_type(cls, value: object) -> object:
+        return "lora" if value is None else value
+
     @field_validator("target_modules")
     @classmethod
     def _named_or_all_linear(cls, value: str | list[str]) -> str | list[str]:
@@ -61,8 +66,8 @@ class FreezeAdapter(Section):
 
 def _adapter_type(value: Any) -> str:
     if isinstance(value, dict):
-        return value.get("type", "lora")
-    return getattr(value, "type", "lora")
+        return value.get("type") or "lora"
+    return getattr(value, "type", None) or "lora"
 
 
 AdapterConfig = Annotated[

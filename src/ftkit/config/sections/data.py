@@ -63,11 +63,27 @@ class DataConfig(Section):
         return _as_refs(value)
 
     @model_validator(mode="after")
-    def _one_eval_source(self) -> DataConfig:
+    def _consistent(self) -> DataConfig:
         if self.eval and self.val_size is not None:
             raise ConfigConflict("data.val_size", "set data.eval or data.val_size, not both")
+        if self.val_size is not None and self.val_size >= 1 and self.val_size != int(self.val_size):
+            raise ConfigConflict(
+                "data.val_size", "data.val_size is a fraction below 1 or a whole number of rows"
+            )
+        if self.train_on_prompt and self.mask_history:
+            raise ConfigConflict(
+                ("data.mask_history", "data.train_on_prompt"),
+                "data.train_on_prompt trains every token, so data.mask_history would have no effect; choose one",
+            )
         for key in ("train", "eval"):
             refs = getattr(self, key)
+            names = [ref.name for ref in refs]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ConfigConflict(
+                    f"data.{key}",
+                    f"data.{key} names {', '.join(repeated)} more than once; give weights to oversample instead",
+                )
             weighted = [ref.weight is not None for ref in refs]
             if any(weighted) and not all(weighted):
                 raise ConfigConflict(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -12,7 +12,7 @@ from ftkit.config.sections.base import Section
 class DistributedConfig(Section):
     """Data-parallel launch. With nproc_per_node > 1, `ftkit train` relaunches itself under torchrun."""
 
-    nproc_per_node: int | Literal["auto"] = 1
+    nproc_per_node: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     """Processes on this machine; auto: one per GPU (one on a CPU-only machine)."""
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """Process-group backend; auto: nccl on CUDA, gloo elsewhere."""

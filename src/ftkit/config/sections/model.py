@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from ftkit.config.sections.base import Section
 
@@ -35,6 +35,9 @@ class ModelConfig(Section):
     """Tokenizer hub id or path when it differs from name_or_path."""
     template: str | None = None
     """Chat template name from the template registry (`ftkit template list`); needed by sft, grpo and dpo."""
+    add_template_tokens: bool = False
+    """Add the template's marker tokens the tokenizer lacks (e.g. ChatML on a base GPT-2); the embeddings are
+    resized and the new rows trained. Off: such a template/tokenizer mismatch is an error."""
     from_scratch: bool = False
     """Initialize random weights from the model's config instead of loading its weights (pretraining)."""
     dtype: Dtype = "auto"
@@ -44,7 +47,7 @@ class ModelConfig(Section):
     """Attention kernel; auto picks flash attention when installed and usable, else sdpa, else eager."""
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     """Where to train; auto picks cuda, then mps, then cpu."""
-    trust_remote_code: bool = False
+    trust_remote_code: StrictBool = False
     """Allow model code shipped in the checkpoint to run. Off by default: only enable for publishers you trust."""
     quantization: QuantizationConfig | None = None
     """Load the base weights quantized (needs the bitsandbytes extra and a LoRA adapter)."""

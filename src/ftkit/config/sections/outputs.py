@@ -47,6 +47,13 @@ class EvalConfig(Section):
 _SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
+def check_size(value: str) -> str:
+    """A shard size such as 5GB or 500MB (what transformers' max_shard_size accepts)."""
+    if not _SIZE.match(value.strip()):
+        raise ValueError(f"{value!r} is not a size such as 5GB, 500MB or 2GiB")
+    return value.strip()
+
+
 class ExportConfig(Section):
     """`ftkit export`: merge the trained adapter into its base model."""
 
@@ -62,6 +69,4 @@ class ExportConfig(Section):
     @field_validator("shard_size")
     @classmethod
     def _size(cls, value: str) -> str:
-        if not _SIZE.match(value.strip()):
-            raise ValueError("must be a size such as 5GB, 500MB or 2GiB")
-        return value.strip()
+        return check_size(value)
