@@ -1,16 +1,18 @@
-"""Regenerate data/demo_sft.json and examples/quickstart_prompts.jsonl: short factual question/answer
-pairs in a few fixed patterns, small enough for a tiny model to learn on a CPU in a minute or two.
+"""Regenerate ftkit's demo data in data/ (and examples/quickstart_prompts.jsonl): small files, one per
+format, written for ftkit from a few fixed patterns, so that every format and stage runs offline.
 
     python scripts/make_demo_data.py
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
 CAPITALS = {
     "France": "Paris",
     "Germany": "Berlin",
@@ -106,9 +108,12 @@ NUMBERS = [
     "nineteen",
     "twenty",
 ]
+NAMES = ["Ana", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jon", "Kira", "Liam"]
+ITEMS = ["bicycle", "lamp", "notebook", "guitar", "kettle", "jacket", "camera", "backpack", "clock", "rug"]
+PLACES = ["the library", "the market", "the station", "the park", "the museum", "the harbour"]
 
 
-def rows() -> list[dict[str, str]]:
+def alpaca_rows() -> list[dict[str, str]]:
     out = []
 
     def add(instruction: str, output: str, input_: str = "") -> None:
@@ -135,9 +140,163 @@ def rows() -> list[dict[str, str]]:
     return out
 
 
+def sharegpt_rows(rng: random.Random) -> list[dict]:
+    """Two-turn conversations (a fact, then a follow-up), in sharegpt form."""
+    rows = []
+    countries = list(CAPITALS)
+    for index, country in enumerate(countries * 6):
+        other = countries[(index * 7 + 3) % len(countries)]
+        if other == country:
+            continue
+        rows.append(
+            {
+                "conversations": [
+                    {"from": "human", "value": f"What is the capital of {country}?"},
+                    {"from": "gpt", "value": f"The capital of {country} is {CAPITALS[country]}."},
+                    {"from": "human", "value": f"And of {other}?"},
+                    {"from": "gpt", "value": f"The capital of {other} is {CAPITALS[other]}."},
+                ],
+                "system": "You answer geography questions in one sentence." if index % 3 == 0 else "",
+            }
+        )
+    rng.shuffle(rows)
+    return rows[:100]
+
+
+def openai_rows(rng: random.Random) -> list[dict]:
+    rows = []
+    for a in range(1, 13):
+        for b in range(1, 13):
+            rows.append(
+                {
+                    "messages": [
+                        {"role": "system", "content": "You are a careful calculator."},
+                        {"role": "user", "content": f"What is {a} times {b}?"},
+                        {"role": "assistant", "content": f"{a} times {b} is {a * b}."},
+                    ]
+                }
+            )
+    rng.shuffle(rows)
+    return rows[:120]
+
+
+def preference_rows(rng: random.Random) -> list[dict]:
+    rows = []
+    countries = list(CAPITALS)
+    for index, country in enumerate(countries):
+        wrong = CAPITALS[countries[(index + 5) % len(countries)]]
+        rows.append(
+            {
+                "conversations": [{"from": "human", "value": f"What is the capital of {country}?"}],
+                "chosen": {"from": "gpt", "value": f"The capital of {country} is {CAPITALS[country]}."},
+                "rejected": {"from": "gpt", "value": f"The capital of {country} is {wrong}."},
+            }
+        )
+    for word, opposite in OPPOSITES.items():
+        rows.append(
+            {
+                "conversations": [{"from": "human", "value": f"What is the opposite of {word}?"}],
+                "chosen": {"from": "gpt", "value": f"The opposite of {word} is {opposite}."},
+                "rejected": {"from": "gpt", "value": f"The opposite of {word} is {word}."},
+            }
+        )
+    for a in range(2, 12):
+        for b in range(2, 8):
+            rows.append(
+                {
+                    "conversations": [{"from": "human", "value": f"What is {a} plus {b}?"}],
+                    "chosen": {"from": "gpt", "value": f"{a} plus {b} is {a + b}."},
+                    "rejected": {"from": "gpt", "value": f"{a} plus {b} is {a + b + rng.choice([1, 2, 3])}."},
+                }
+            )
+    rng.shuffle(rows)
+    return rows
+
+
+def text_lines(rng: random.Random) -> list[str]:
+    lines = []
+    for country, city in CAPITALS.items():
+        lines.append(f"{city} is the capital of {country}, and many visitors arrive there every year.")
+    for index, day in enumerate(DAYS):
+        lines.append(f"After {day} comes {DAYS[(index + 1) % 7]}, and the week goes on.")
+    for index, month in enumerate(MONTHS):
+        lines.append(f"The month of {month} is followed by {MONTHS[(index + 1) % 12]}.")
+    for word, plural in PLURALS.items():
+        lines.append(f"One {word}, two {plural}: English plurals are not always regular.")
+    for name in NAMES:
+        for item in rng.sample(ITEMS, 4):
+            lines.append(f"{name} carried the {item} to {rng.choice(PLACES)} in the morning.")
+    rng.shuffle(lines)
+    return lines
+
+
+def paraphrase_rows(rng: random.Random) -> list[dict]:
+    rows, index = [], 0
+    for name in NAMES:
+        for item in ITEMS:
+            place = rng.choice(PLACES)
+            if rng.random() < 0.7:
+                pairs = [
+                    (f"{name} bought a {item} yesterday.", f"Yesterday, {name} purchased a {item}."),
+                    (f"{name} left the {item} at {place}.", f"The {item} was left at {place} by {name}."),
+                    (f"{name} fixed the {item} on Sunday.", f"On Sunday, {name} repaired the {item}."),
+                ]
+                first, second = rng.choice(pairs)
+                label = 1
+            else:
+                first, second = f"{name} bought a {item} yesterday.", f"{name} sold a {item} yesterday."
+                label = 0
+            index += 1
+            rows.append({"id": index, "sentence1": first, "sentence2": second, "label": label})
+    return rows
+
+
+def sentiment_rows(rng: random.Random) -> list[dict]:
+    good = ["wonderful", "reliable", "delightful", "excellent", "comfortable", "sturdy"]
+    bad = ["disappointing", "flimsy", "noisy", "useless", "uncomfortable", "broken"]
+    rows = []
+    for item in ITEMS:
+        for adjective in good:
+            rows.append({"text": f"The {item} I ordered is {adjective}, I would buy it again.", "label": 1})
+        for adjective in bad:
+            rows.append({"text": f"The {item} I ordered is {adjective}, I regret buying it.", "label": 0})
+    rng.shuffle(rows)
+    return rows
+
+
+def math_rows(rng: random.Random) -> list[dict]:
+    rows = []
+    for name in NAMES:
+        for _ in range(10):
+            a, b, c = rng.randint(2, 20), rng.randint(2, 20), rng.randint(1, 9)
+            total = a + b - c
+            rows.append(
+                {
+                    "question": f"{name} has {a} apples and buys {b} more, then gives {c} away. "
+                    f"How many apples does {name} have now?",
+                    "answer": f"{name} starts with {a} and buys {b}: {a} + {b} = {a + b}. "
+                    f"After giving away {c}: {a + b} - {c} = {total}.\n#### {total}",
+                }
+            )
+    return rows
+
+
 def main() -> None:
-    data = rows()
-    (ROOT / "data" / "demo_sft.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    rng = random.Random(0)
+    (DATA / "demo_sft.json").write_text(json.dumps(alpaca_rows(), indent=1, ensure_ascii=False) + "\n")
+    (DATA / "demo_chat_sharegpt.json").write_text(json.dumps(sharegpt_rows(rng), indent=1) + "\n")
+    (DATA / "demo_chat_openai.jsonl").write_text("".join(json.dumps(r) + "\n" for r in openai_rows(rng)))
+    (DATA / "demo_preference.json").write_text(json.dumps(preference_rows(rng), indent=1) + "\n")
+    (DATA / "demo_text.txt").write_text("\n".join(text_lines(rng)) + "\n")
+    for name, rows in (
+        ("demo_paraphrase.csv", paraphrase_rows(rng)),
+        ("demo_sentiment.csv", sentiment_rows(rng)),
+    ):
+        with (DATA / name).open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    (DATA / "demo_math.jsonl").write_text("".join(json.dumps(r) + "\n" for r in math_rows(rng)))
     prompts = [
         "What is the capital of Italy?",
         "Which day comes after Friday?",
@@ -145,9 +304,9 @@ def main() -> None:
         "What is the plural of child?",
         "Which month comes after June?",
     ]
-    lines = "".join(json.dumps({"prompt": p}) + "\n" for p in prompts)
-    (ROOT / "examples" / "quickstart_prompts.jsonl").write_text(lines)
-    print(f"{len(data)} rows")
+    (ROOT / "examples" / "quickstart_prompts.jsonl").write_text(
+        "".join(json.dumps({"prompt": p}) + "\n" for p in prompts)
+    )
 
 
 if __name__ == "__main__":

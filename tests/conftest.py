@@ -27,6 +27,8 @@ _OFFLINE = {
 def offline_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     home = tmp_path_factory.mktemp("hf_home")
     os.environ.update(_OFFLINE)
+    # ftkit's default caches live under ~/.cache: keep the tests' out of the real home.
+    os.environ["HOME"] = str(tmp_path_factory.mktemp("home"))
     os.environ["HF_HOME"] = str(home)
     os.environ["HF_DATASETS_CACHE"] = str(home / "datasets")
 

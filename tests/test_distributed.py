@@ -56,3 +56,20 @@ def test_user_error_is_exit_code_2_under_torchrun_too(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "dataset 'demo_sftt' is not in" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_data_is_tokenized_once_before_the_workers_start(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(
+        "train",
+        "examples/quickstart.yaml",
+        "distributed.nproc_per_node=2",
+        "train.max_steps=2",
+        f"train.output_dir={out}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "distributed.master_port=29613",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("cached the tokenized data") == 1
+    assert "reusing tokenized data from the cache" in result.stderr

@@ -54,7 +54,7 @@ def _datasets(recipe: Recipe, findings: Findings) -> None:
     for split, refs in (("train", recipe.data.train), ("eval", recipe.data.eval)):
         for ref in refs:
             spec = registry.get(ref.name)
-            check_entry(spec)
+            check_entry(spec, recipe.stage)
             weight = f" weight {ref.weight}" if ref.weight is not None else ""
             if spec.file_name:
                 _, files = local_files(spec, registry.dataset_dir)

@@ -59,6 +59,31 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _datasets(args: argparse.Namespace) -> int:
+    from ftkit.data.commands import list_datasets
+
+    print(list_datasets(args.dir))
+    return 0
+
+
+def _data_preview(args: argparse.Namespace) -> int:
+    from ftkit.config import load_recipe
+    from ftkit.data.commands import preview
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    color = sys.stdout.isatty() and not args.json
+    print(preview(recipe, args.n, args.json, color, args.split))
+    return 0
+
+
+def _data_stats(args: argparse.Namespace) -> int:
+    from ftkit.config import load_recipe
+    from ftkit.data.commands import stats
+
+    print(stats(load_recipe(args.recipe, args.overrides), args.json))
+    return 0
+
+
 def _template_list(args: argparse.Namespace) -> int:
     from ftkit.templates.commands import describe_templates
 
@@ -136,6 +161,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--max-new-tokens", type=_positive, default=64)
     sub.add_argument("--batch-size", type=_positive, default=8)
+
+    sub = command("datasets", _datasets, "List the entries of a dataset registry (dataset_info.json).")
+    sub.add_argument("--dir", default="data", help="the folder holding dataset_info.json (default: data)")
+
+    data = commands.add_parser("data", help="Preview or count a recipe's processed training data.")
+    data_commands = data.add_subparsers(title="data commands", metavar="COMMAND", required=True)
+    sub = data_commands.add_parser(
+        "preview", help="Show processed examples, trained and masked text told apart."
+    )
+    sub.set_defaults(handler=_data_preview)
+    recipe_arguments(sub)
+    sub.add_argument("-n", type=_positive, default=3, help="how many examples (default 3)")
+    sub.add_argument(
+        "--json", action="store_true", help="one JSON object per example: text, input_ids, labels"
+    )
+    sub.add_argument("--split", choices=["train", "eval"], default="train")
+    sub = data_commands.add_parser(
+        "stats", help="Examples, tokens, trained tokens, truncations, skips, lengths."
+    )
+    sub.set_defaults(handler=_data_stats)
+    recipe_arguments(sub)
+    sub.add_argument("--json", action="store_true", help="the full report as JSON")
 
     template = commands.add_parser("template", help="List chat templates, or render one.")
     template_commands = template.add_subparsers(title="template commands", metavar="COMMAND", required=True)

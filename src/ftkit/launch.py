@@ -146,10 +146,21 @@ def train(recipe: Recipe, argv: list[str]) -> int:
         from ftkit.check import summarize
 
         summarize(recipe)  # surface recipe-level user errors here, with exit code 2, not in N workers
+        if recipe.data.cache:
+            prepare_data(recipe)  # tokenize once, here; every worker then loads the cached result
         code = relaunch(argv, nproc, recipe.distributed.master_port)
         return user_error_code(recipe, code)
     stage_runner(recipe.stage)(recipe, context)
     return 0
+
+
+def prepare_data(recipe: Recipe) -> None:
+    """Build (and cache) the recipe's processed data in this process."""
+    from ftkit.data.pipeline import build_data
+    from ftkit.models.loader import load_tokenizer_and_template
+
+    bundle = load_tokenizer_and_template(recipe.model, recipe.stage)
+    build_data(recipe, bundle.tokenizer, bundle.template)
 
 
 def user_error_code(recipe: Recipe, code: int) -> int:

@@ -1,24 +1,28 @@
-"""Recipe datasets to tokenized training data: load, filter, convert, mix, split, tokenize, report.
+"""Recipe datasets to a stage's training data: load, filter, convert, mix, split, process, report, cache.
 
-Every row that does not become an example is accounted for: filtered by `where` (counted), or bad
-(an error naming the dataset and row, or skipped and counted with `on_bad_rows: skip`).
+Every row that does not become an example is accounted for: filtered by the entry (`where`, length,
+dedup, empty documents; counted), or bad (an error naming the dataset and row, or skipped and counted
+with `on_bad_rows: skip`). The result is cached on disk (data/cache.py); a second run with the same
+inputs skips all of it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ftkit.config.recipe import Recipe
 from ftkit.config.sections.data import DatasetRef
-from ftkit.data.formats import FORMATS, BadRow, check_entry
-from ftkit.data.loaders import load_rows
+from ftkit.data.cache import DataCache, cache_key, file_digest, template_fingerprint, tokenizer_fingerprint
+from ftkit.data.formats import EXAMPLE_FIELDS, FORMATS, BadRow, Skip, check_entry
+from ftkit.data.loaders import load_rows, local_files
+from ftkit.data.processors import PROCESSORS, ProcessOptions, chunk_blocks
 from ftkit.data.registry import DatasetSpec, Registry
-from ftkit.data.tokenize import IGNORE_INDEX, MaskOptions, encode_conversations
+from ftkit.data.tokenize import IGNORE_INDEX, MaskOptions
+from ftkit.data.transforms import example_hash, first_occurrences, hold_out, length_problem, matches, mix
 from ftkit.errors import UserError
-from ftkit.templates import Template, TemplateError
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +32,13 @@ class DatasetReport:
     name: str
     source: str
     rows: int = 0
-    filtered: int = 0
-    """Rows removed by the entry's `where` filter (not bad rows: the entry asks for it)."""
-    skipped: Counter = field(default_factory=Counter)
-    """Bad rows skipped (on_bad_rows: skip), by reason."""
+    filtered: dict[str, int] = field(default_factory=dict)
+    """Rows or examples the entry removes on purpose (where, length, dedup, empty text), by reason."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Bad rows skipped with on_bad_rows: skip, by reason."""
     examples: int = 0
+    used: int | None = None
+    """Examples that went into a weighted mixture (None when datasets are concatenated)."""
 
 
 @dataclass
@@ -41,29 +47,44 @@ class SplitReport:
     tokens: int = 0
     trained_tokens: int = 0
     truncated: int = 0
-    skipped: Counter = field(default_factory=Counter)
+    skipped: dict[str, int] = field(default_factory=dict)
+    lengths: dict[str, int] = field(default_factory=dict)
+    """Tokens per example: p50, p90, p99, max."""
 
 
 @dataclass
 class DataReport:
     datasets: list[DatasetReport] = field(default_factory=list)
     splits: dict[str, SplitReport] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "datasets": [{**vars(d), "skipped": dict(d.skipped)} for d in self.datasets],
-            "splits": {name: {**vars(s), "skipped": dict(s.skipped)} for name, s in self.splits.items()},
-        }
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataReport:
+        return cls(
+            [DatasetReport(**d) for d in data["datasets"]],
+            {name: SplitReport(**s) for name, s in data["splits"].items()},
+            data.get("cache", {}),
+        )
 
 
-def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
-    for column, wanted in where.items():
-        value = row.get(column)
-        if isinstance(wanted, list) and value not in wanted:
-            return False
-        if not isinstance(wanted, list) and value != wanted:
-            return False
-    return True
+@dataclass
+class BuiltData:
+    train: Any
+    eval: Any | None
+    report: DataReport
+
+    def for_trainer(self, stage: str) -> tuple[Any, Any | None]:
+        """The splits with only the columns the stage's trainer reads."""
+        columns = list(PROCESSORS[stage].columns)
+        return self.train.select_columns(columns), None if self.eval is None else self.eval.select_columns(
+            columns
+        )
+
+
+# ------------------------------------------------------------------ loading and converting
 
 
 def _check_columns(spec: DatasetSpec, available: list[str]) -> None:
@@ -79,7 +100,7 @@ def _check_columns(spec: DatasetSpec, available: list[str]) -> None:
 
 def _convert_batch(batch: dict[str, list], spec: DatasetSpec) -> dict[str, list]:
     convert = FORMATS[spec.formatting].convert
-    out: dict[str, list] = {"system": [], "messages": [], "_dataset": [], "_row": [], "_problem": []}
+    out: dict[str, list] = {name: [] for name in (*EXAMPLE_FIELDS, "_dataset", "_row", "_problem", "_filter")}
     columns = [c for c in batch if c != "_row"]
     for position, row_index in enumerate(batch["_row"]):
         row = {column: batch[column][position] for column in columns}
@@ -88,43 +109,56 @@ def _convert_batch(batch: dict[str, list], spec: DatasetSpec) -> dict[str, list]
             first, second = spec.bidirectional
             variants.append({**row, first: row[second], second: row[first]})
         for variant in variants:
+            converted, problem, dropped = None, None, None
             try:
-                example, problem = convert(variant, spec), None
+                converted = convert(variant, spec)
+                dropped = length_problem(converted, spec)
             except BadRow as exc:
-                example, problem = None, str(exc)
-            out["system"].append(example["system"] if example else None)
-            out["messages"].append(example["messages"] if example else [])
+                problem = str(exc)
+            except Skip as exc:
+                dropped = str(exc)
+            for name in EXAMPLE_FIELDS:
+                out[name].append(converted[name] if converted else ([] if name == "messages" else None))
             out["_dataset"].append(spec.name)
             out["_row"].append(row_index)
             out["_problem"].append(problem)
+            out["_filter"].append(dropped)
             if problem:
                 break
     return out
 
 
-def load_examples(ref: DatasetRef, registry: Registry, recipe: Recipe) -> tuple[Any, DatasetReport]:
-    """One registry entry as normalized examples ({system, messages}), with its report.
+def _first_problem(problems: list[str | None]) -> int:
+    return next(index for index, problem in enumerate(problems) if problem is not None)
 
-    Order: `where` filter, then the row limit (num_samples / data.max_samples counts kept rows), then
-    conversion (bidirectional entries yield two examples per row).
+
+def _bad_row(dataset: str, source: str, row: int, problem: str) -> UserError:
+    return UserError(
+        f"dataset {dataset!r} ({source}), row {row + 1}: {problem}. "
+        "Fix the row, or set data.on_bad_rows: skip to skip such rows and count them."
+    )
+
+
+def load_examples(
+    ref: DatasetRef, registry: Registry, rows: Any, recipe: Recipe
+) -> tuple[Any, DatasetReport]:
+    """One registry entry's rows as normalized examples, with its report.
+
+    Order: `where`, then the row limit (num_samples / data.max_samples count kept rows), conversion
+    (bidirectional entries yield two examples per row), length filters, then deduplication.
     """
     spec = registry.get(ref.name)
-    check_entry(spec)
-    report = DatasetReport(ref.name, spec.source)
-    rows = load_rows(spec, registry.dataset_dir)
-    _check_columns(spec, rows.column_names)
-    report.rows = len(rows)
+    report = DatasetReport(ref.name, spec.source, rows=len(rows))
+    filtered: Counter = Counter()
     if not rows:
         raise UserError(f"dataset {ref.name!r} ({spec.source}) has no rows")
     rows = rows.add_column("_row", list(range(len(rows))))
+    num_proc = recipe.data.num_proc
     if spec.where:
         rows = rows.filter(
-            _matches,
-            fn_kwargs={"where": spec.where},
-            num_proc=recipe.data.num_proc,
-            desc=f"Filtering {ref.name}",
+            matches, fn_kwargs={"where": spec.where}, num_proc=num_proc, desc=f"Filtering {ref.name}"
         )
-        report.filtered = report.rows - len(rows)
+        filtered["where"] = report.rows - len(rows)
         if not rows:
             raise UserError(
                 f"dataset {ref.name!r}: no row matches where={spec.where} (of {report.rows} rows)"
@@ -137,151 +171,196 @@ def load_examples(ref: DatasetRef, registry: Registry, recipe: Recipe) -> tuple[
         batched=True,
         fn_kwargs={"spec": spec},
         remove_columns=rows.column_names,
-        num_proc=recipe.data.num_proc,
+        num_proc=num_proc,
         desc=f"Converting {ref.name}",
     )
     problems = Counter(p for p in converted["_problem"] if p is not None)
     if problems:
         if recipe.data.on_bad_rows == "error":
-            first = next(i for i, p in enumerate(converted["_problem"]) if p is not None)
-            _raise_bad_row(ref.name, spec.source, converted[first]["_row"], converted[first]["_problem"])
-        report.skipped = problems
+            first = converted[_first_problem(converted["_problem"])]
+            raise _bad_row(ref.name, spec.source, first["_row"], first["_problem"])
+        report.skipped = dict(problems)
         log.warning("dataset %s: skipped %d bad rows: %s", ref.name, problems.total(), dict(problems))
-        converted = converted.filter(lambda problem: problem is None, input_columns="_problem")
-        if not converted:
-            raise UserError(f"dataset {ref.name!r}: every row was skipped as bad: {dict(problems)}")
-    examples = converted.remove_columns(["_problem"])
+    filtered.update(p for p in converted["_filter"] if p is not None)
+    keep = [
+        i
+        for i, (p, f) in enumerate(zip(converted["_problem"], converted["_filter"], strict=True))
+        if p is None and f is None
+    ]
+    examples = converted.select(keep).remove_columns(["_problem", "_filter"])
+    if spec.dedup and len(examples):
+        hashes = [example_hash(e) for e in examples]
+        unique = first_occurrences(hashes)
+        filtered["duplicate"] = len(examples) - len(unique)
+        examples = examples.select(unique)
+    report.filtered = {reason: count for reason, count in filtered.items() if count}
+    if not examples:
+        raise UserError(
+            f"dataset {ref.name!r}: no example is left (bad rows {dict(problems)}, filtered {report.filtered})"
+        )
     report.examples = len(examples)
     return examples, report
 
 
-def _raise_bad_row(dataset: str, source: str, row: int, problem: str) -> None:
-    raise UserError(
-        f"dataset {dataset!r} ({source}), row {row + 1}: {problem}. "
-        "Fix the row, or set data.on_bad_rows: skip to skip such rows and count them."
-    )
+# ------------------------------------------------------------------ processing
 
 
-def mix(parts: list[Any], refs: list[DatasetRef], seed: int) -> Any:
-    """Concatenate, or interleave with the given weights (seeded) when the refs carry weights."""
-    import datasets
+def _percentiles(lengths: list[int]) -> dict[str, int]:
+    if not lengths:
+        return {}
+    ordered = sorted(lengths)
 
-    if len(parts) == 1:
-        return parts[0]
-    if refs[0].weight is None:
-        return datasets.concatenate_datasets(parts)
-    total = sum(ref.weight for ref in refs)
-    return datasets.interleave_datasets(
-        parts,
-        probabilities=[ref.weight / total for ref in refs],
-        seed=seed,
-        stopping_strategy="first_exhausted",
-    )
+    def at(q: float) -> int:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1]}
 
 
-def _tokenize_batch(
-    batch: dict[str, list], tokenizer: Any, template: Template, options: MaskOptions, system: str | None
-) -> dict[str, list]:
-    examples = []
-    problems: list[str | None] = []
-    for row_system, messages in zip(batch["system"], batch["messages"], strict=True):
-        examples.append({"system": row_system if row_system is not None else system, "messages": messages})
-    try:
-        encoded = encode_conversations(tokenizer, template, examples, options)
-        problems = [e.problem for e in encoded]
-    except TemplateError:
-        # Re-encode one by one to attribute the template error to its row.
-        encoded = []
-        for example in examples:
-            try:
-                encoded += encode_conversations(tokenizer, template, [example], options)
-                problems.append(encoded[-1].problem)
-            except TemplateError as exc:
-                encoded.append(None)
-                problems.append(str(exc))
-    return {
-        "input_ids": [e.input_ids if e else [] for e in encoded],
-        "labels": [e.labels if e else [] for e in encoded],
-        "_truncated": [bool(e and e.truncated) for e in encoded],
-        "_problem": problems,
-    }
+def _split_stats(processed: Any, stage: str, report: SplitReport) -> None:
+    report.examples = len(processed)
+    lengths, trained = [], 0
+    if stage in ("sft", "pt"):
+        for labels in processed["labels"]:
+            lengths.append(len(labels))
+            trained += sum(1 for label in labels if label != IGNORE_INDEX)
+    elif stage == "dpo":
+        for prompt, chosen, rejected in zip(
+            processed["prompt_ids"], processed["chosen_ids"], processed["rejected_ids"], strict=True
+        ):
+            lengths.append(len(prompt) + max(len(chosen), len(rejected)))
+            trained += len(chosen) + len(rejected)
+    report.tokens, report.trained_tokens, report.lengths = sum(lengths), trained, _percentiles(lengths)
 
 
-def tokenize(
-    examples: Any, split: str, tokenizer: Any, template: Template, recipe: Recipe
+def process_split(
+    examples: Any, split: str, tokenizer: Any, template: Any, recipe: Recipe, sources: dict[str, str]
 ) -> tuple[Any, SplitReport]:
-    """Tokenize normalized examples with the template; drop or reject unusable ones; report counts."""
-    data = recipe.data
-    options = MaskOptions(data.max_length, data.train_on_prompt, data.mask_history)
-    encoded = examples.map(
-        _tokenize_batch,
+    """Run the stage's processor over a split; bad examples are errors or counted skips.
+
+    `sources` maps dataset names to where their rows come from, for error messages."""
+    data, stage = recipe.data, recipe.stage
+    processor = PROCESSORS[stage]
+    options = ProcessOptions(
+        MaskOptions(data.max_length, data.train_on_prompt, data.mask_history), data.system
+    )
+    processed = examples.map(
+        processor.process,
         batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "template": template, "options": options, "system": data.system},
-        remove_columns=["system", "messages"],
+        fn_kwargs={"tokenizer": tokenizer, "template": template, "options": options},
+        remove_columns=list(EXAMPLE_FIELDS),
         num_proc=data.num_proc,
         desc=f"Tokenizing {split}",
     )
     report = SplitReport()
-    problems = Counter(p for p in encoded["_problem"] if p is not None)
+    problems = Counter(p for p in processed["_problem"] if p is not None)
     if problems:
         if data.on_bad_rows == "error":
-            first = next(i for i, p in enumerate(encoded["_problem"]) if p is not None)
-            bad = encoded[first]
-            raise UserError(
-                f"dataset {bad['_dataset']!r}, row {bad['_row'] + 1}: {bad['_problem']}. "
-                "Fix the data or data.max_length, or set data.on_bad_rows: skip."
-            )
-        report.skipped = problems
+            bad = processed[_first_problem(processed["_problem"])]
+            raise _bad_row(bad["_dataset"], sources[bad["_dataset"]], bad["_row"], bad["_problem"])
+        report.skipped = dict(problems)
         log.warning("%s: skipped %d examples: %s", split, problems.total(), dict(problems))
-        encoded = encoded.filter(lambda problem: problem is None, input_columns="_problem")
-        if not encoded:
+        processed = processed.filter(lambda problem: problem is None, input_columns="_problem")
+        if not processed:
             raise UserError(f"{split}: every example was skipped: {dict(problems)}")
-    report.truncated = sum(encoded["_truncated"])
+    report.truncated = sum(processed["_truncated"])
     if report.truncated:
         log.warning(
-            "%s: %d examples were longer than data.max_length=%d and were truncated",
+            "%s: %d examples were longer than data.max_length=%d and lost their end",
             split,
             report.truncated,
             data.max_length,
         )
-    encoded = encoded.remove_columns(["_problem", "_truncated", "_row", "_dataset"])
-    report.examples = len(encoded)
-    for labels in encoded["labels"]:
-        report.tokens += len(labels)
-        report.trained_tokens += sum(1 for label in labels if label != IGNORE_INDEX)
-    return encoded, report
-
-
-def _hold_out(examples: Any, size: float, seed: int) -> tuple[Any, Any]:
-    """Split data.val_size (a fraction, or a number of rows) off the training examples, seeded."""
-    count = int(size) if size >= 1 else round(size * len(examples))
-    if not 1 <= count < len(examples):
-        raise UserError(
-            f"data.val_size={size:g} would hold out {count} of {len(examples)} examples; "
-            "it must leave at least one example on each side"
+    processed = processed.remove_columns(["_problem", "_truncated"])
+    if stage == "pt":
+        processed = processed.map(
+            chunk_blocks,
+            batched=True,
+            batch_size=1000,
+            fn_kwargs={"block_size": data.max_length},
+            remove_columns=processed.column_names,
+            desc=f"Chunking {split}",
         )
-    split = examples.train_test_split(test_size=count, seed=seed)
-    return split["train"], split["test"]
+    _split_stats(processed, stage, report)
+    return processed, report
 
 
-def build_sft_data(recipe: Recipe, tokenizer: Any, template: Template) -> tuple[Any, Any | None, DataReport]:
-    """Train and eval datasets of input_ids/labels for the sft stage, and what happened to every row."""
+# ------------------------------------------------------------------ orchestration
+
+
+def _sources(recipe: Recipe, registry: Registry) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every referenced entry's rows (loaded once) and a fingerprint of its data."""
+    rows, fingerprints = {}, {}
+    for ref in [*recipe.data.train, *recipe.data.eval]:
+        if ref.name in rows:
+            continue
+        spec = registry.get(ref.name)
+        check_entry(spec, recipe.stage)
+        loaded = load_rows(spec, registry.dataset_dir)
+        _check_columns(spec, loaded.column_names)
+        rows[ref.name] = loaded
+        if spec.file_name:
+            _, files = local_files(spec, registry.dataset_dir)
+            fingerprints[ref.name] = ",".join(file_digest(f) for f in files)
+        else:
+            fingerprints[ref.name] = spec.revision or loaded._fingerprint
+    return rows, fingerprints
+
+
+def _key(
+    recipe: Recipe, registry: Registry, fingerprints: dict[str, str], tokenizer: Any, template: Any
+) -> str:
+    data = recipe.data.model_dump(mode="json", exclude={"dataset_dir", "num_proc", "cache", "cache_dir"})
+    entries = {name: registry.fingerprint(name) for name in fingerprints}
+    return cache_key(
+        {
+            "stage": recipe.stage,
+            "seed": recipe.train.seed,
+            "data": data,
+            "entries": entries,
+            "sources": fingerprints,
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "template": template_fingerprint(template) if template is not None else None,
+        }
+    )
+
+
+def build_data(recipe: Recipe, tokenizer: Any, template: Any) -> BuiltData:
+    """The stage's train (and eval) data for the recipe, from the cache when the inputs are unchanged."""
     registry = Registry(recipe.data.dataset_dir)
+    rows, fingerprints = _sources(recipe, registry)
+    key = _key(recipe, registry, fingerprints, tokenizer, template)
+    cache = DataCache(recipe.data.cache_dir) if recipe.data.cache else None
+    if cache is not None and (hit := cache.load(key)) is not None:
+        splits, saved = hit
+        report = DataReport.from_dict(saved)
+        report.cache = {"key": key, "hit": True, "path": str(cache.path(key))}
+        return BuiltData(splits["train"], splits.get("eval"), report)
+
     report = DataReport()
 
-    def load(refs: list[DatasetRef]) -> Any:
+    def normalized(refs: list[DatasetRef]) -> Any:
         parts = []
         for ref in refs:
-            examples, dataset_report = load_examples(ref, registry, recipe)
+            examples, dataset_report = load_examples(ref, registry, rows[ref.name], recipe)
             parts.append(examples)
             report.datasets.append(dataset_report)
-        return mix(parts, refs, recipe.train.seed)
+        mixed, used = mix(parts, refs, recipe.train.seed, recipe.data.mix_stop)
+        if refs[0].weight is not None:
+            for dataset_report in report.datasets[-len(refs) :]:
+                dataset_report.used = used[dataset_report.name]
+        return mixed
 
-    train = load(recipe.data.train)
-    evaluation = load(recipe.data.eval) if recipe.data.eval else None
+    train = normalized(recipe.data.train)
+    evaluation = normalized(recipe.data.eval) if recipe.data.eval else None
     if recipe.data.val_size is not None:
-        train, evaluation = _hold_out(train, recipe.data.val_size, recipe.train.seed)
-    train, report.splits["train"] = tokenize(train, "train", tokenizer, template, recipe)
-    if evaluation is not None:
-        evaluation, report.splits["eval"] = tokenize(evaluation, "eval", tokenizer, template, recipe)
-    return train, evaluation, report
+        train, evaluation = hold_out(train, recipe.data.val_size, recipe.train.seed)
+    splits = {"train": train} if evaluation is None else {"train": train, "eval": evaluation}
+    sources = {name: registry.get(name).source for name in rows}
+    for name in list(splits):
+        splits[name], report.splits[name] = process_split(
+            splits[name], name, tokenizer, template, recipe, sources
+        )
+    report.cache = {"key": key, "hit": False}
+    if cache is not None:
+        report.cache["path"] = str(cache.save(key, splits, {**report.as_dict(), "cache": {}}))
+    return BuiltData(splits["train"], splits.get("eval"), report)

@@ -53,6 +53,8 @@ class Columns(_Strict):
     """Preference data: the rejected answer column."""
     kto_tag: str | None = None
     """KTO (LLaMA-Factory): the boolean label column."""
+    text: str | None = None
+    """text (ftkit): the column holding the document (default text; .txt files have it)."""
 
 
 class Tags(_Strict):
@@ -100,21 +102,32 @@ class DatasetSpec(_Strict):
     num_samples: int | None = Field(None, ge=1)
     """Use this many rows of the dataset (the first ones)."""
     ranking: bool = False
-    """Preference data (chosen/rejected) for dpo."""
-    formatting: Literal["alpaca", "pairs"] = "alpaca"
-    """How rows become conversations: alpaca (instruction/input/output), pairs (format strings over columns)."""
+    """Preference data: each row has a chosen and a rejected answer (stage dpo)."""
+    formatting: Literal["alpaca", "sharegpt", "openai", "text", "pairs", "classification"] = "alpaca"
+    """How rows become examples: alpaca (instruction/input/output), sharegpt and openai (message lists),
+    text (documents, for pretraining), pairs (format strings over columns), classification (a prompt
+    format and a label_map)."""
     columns: Columns = Field(default_factory=Columns)
     tags: Tags = Field(default_factory=Tags)
 
     # ftkit extensions
     prompt_format: str | None = None
-    """pairs: the user message, with {column} placeholders, e.g. "Paraphrase this: {sentence1}"."""
+    """pairs, classification: the user message, with {column} placeholders, e.g. "Paraphrase this: {sentence1}"."""
     response_format: str | None = None
     """pairs: the assistant message, with {column} placeholders, e.g. "{sentence2}"."""
+    label_map: dict[str, str] | None = None
+    """classification: label value -> answer text, e.g. {"0": "negative", "1": "positive"}; the label column
+    is columns.response (default label)."""
     system: str | None = None
     """System prompt for every example of this dataset (unless the row has its own system column)."""
     where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    """Keep rows whose column equals the value (or is in the list), e.g. {"label": 1}."""
+    """Keep rows whose column equals the value (or is in the list), e.g. {"label": 1}. Counted, not bad rows."""
+    dedup: bool = False
+    """Drop exact duplicate examples (same system, messages, answers or text), keeping the first; counted."""
+    min_chars: int | None = Field(None, ge=1)
+    """Drop examples with a message (or text) shorter than this many characters; counted."""
+    max_chars: int | None = Field(None, ge=1)
+    """Drop examples longer than this many characters in all; counted."""
     bidirectional: list[str] | None = None
     """Two interchangeable columns, e.g. [sentence1, sentence2]: every row also yields its swapped copy."""
 
@@ -122,8 +135,16 @@ class DatasetSpec(_Strict):
     def _consistent(self) -> DatasetSpec:
         if self.formatting == "pairs" and not (self.prompt_format and self.response_format):
             raise ValueError("formatting pairs needs prompt_format and response_format")
+        if self.formatting == "classification" and not (self.prompt_format and self.label_map):
+            raise ValueError("formatting classification needs prompt_format and label_map")
         if self.bidirectional is not None and len(self.bidirectional) != 2:
             raise ValueError("bidirectional names exactly two columns to swap, e.g. [sentence1, sentence2]")
+        if self.min_chars and self.max_chars and self.min_chars > self.max_chars:
+            raise ValueError("min_chars is larger than max_chars")
+        if self.ranking and self.formatting not in ("alpaca", "sharegpt", "openai"):
+            raise ValueError(
+                f"ranking (preference data) works with alpaca, sharegpt or openai, not {self.formatting}"
+            )
         return self
 
     @property
@@ -159,6 +180,10 @@ class Registry:
 
     def names(self) -> list[str]:
         return list(self.entries)
+
+    def fingerprint(self, name: str) -> str:
+        """The entry as written, canonically serialized (part of the tokenized-data cache key)."""
+        return json.dumps(self.entries[name], sort_keys=True, ensure_ascii=False)
 
     def get(self, name: str) -> DatasetSpec:
         if name not in self.entries:

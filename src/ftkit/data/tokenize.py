@@ -7,12 +7,13 @@ a trained span of the text. Everything else gets -100.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ftkit.errors import UserError
-from ftkit.templates import Segment, Template
+from ftkit.templates import Segment, Template, TemplateError
 
 IGNORE_INDEX = -100
 
@@ -75,6 +76,19 @@ def token_variables(tokenizer: Any) -> dict[str, str]:
     return {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
 
 
+def _render(template: Template, example: Mapping[str, Any], values: Mapping[str, str]) -> list[Segment]:
+    tools = example.get("tools")
+    if not tools:
+        return template.render(example["messages"], example.get("system"), variables=values)
+    if not getattr(template, "renders_tools", False):
+        raise TemplateError(
+            f"template {template.name} does not render tool definitions; use `template: tokenizer` with a "
+            "model whose own chat template does"
+        )
+    definitions = json.loads(tools) if isinstance(tools, str) else tools
+    return template.render(example["messages"], example.get("system"), variables=values, tools=definitions)
+
+
 def encode_conversations(
     tokenizer: Any,
     template: Template,
@@ -83,10 +97,12 @@ def encode_conversations(
     variables: Mapping[str, str] | None = None,
 ) -> list[Encoded]:
     """Encode normalized examples ({system, messages}) into ids and labels, in one tokenizer call."""
+    if not examples:
+        return []
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("ftkit needs a fast tokenizer (a tokenizer.json); this model only ships a slow one")
     values = {**token_variables(tokenizer), **(variables or {})}
-    rendered = [template.render(ex["messages"], ex.get("system"), variables=values) for ex in examples]
+    rendered = [_render(template, ex, values) for ex in examples]
     texts = ["".join(s.text for s in segments) for segments in rendered]
     batch = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     results = []

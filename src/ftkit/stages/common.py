@@ -59,6 +59,21 @@ def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
     }
 
 
+def log_data_report(report: Any) -> None:
+    """One line per split: examples, tokens, trained tokens, truncations, and where the data came from."""
+    origin = "from the cache" if report.cache.get("hit") else "tokenized"
+    for name, split in report.splits.items():
+        log.info(
+            "%s data (%s): %d examples, %d tokens (%d trained), %d truncated",
+            name,
+            origin,
+            split.examples,
+            split.tokens,
+            split.trained_tokens,
+            split.truncated,
+        )
+
+
 def complete_checkpoints(output_dir: str | Path) -> list[Path]:
     """Checkpoints that were fully written, oldest first."""
     found = []

@@ -11,15 +11,14 @@ from pathlib import Path
 
 from ftkit.callbacks import use_progress_log
 from ftkit.config import Recipe
-from ftkit.data.pipeline import build_sft_data
+from ftkit.data.pipeline import build_data
 from ftkit.launch import LaunchContext
 from ftkit.models.adapters import apply_adapter, count_parameters
-from ftkit.models.loader import attention_backend, load_model, load_tokenizer
+from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template
 from ftkit.models.runtime import resolve_runtime
-from ftkit.models.special_tokens import attach_chat_template, prepare_template_tokens, resize_embeddings
+from ftkit.models.special_tokens import resize_embeddings
 from ftkit.rundir import RunRecord
-from ftkit.stages.common import resume_point, save_final, trainer_arguments
-from ftkit.templates import get_template
+from ftkit.stages.common import log_data_report, resume_point, save_final, trainer_arguments
 
 log = logging.getLogger(__name__)
 SCRATCH_BASE = "base_model"
@@ -29,11 +28,8 @@ def run(recipe: Recipe, context: LaunchContext) -> None:
     from trl import SFTConfig, SFTTrainer
 
     runtime = resolve_runtime(recipe)
-    tokenizer = load_tokenizer(recipe.model)
-    assert recipe.model.template is not None  # the recipe validator requires it for sft
-    template = get_template(recipe.model.template, tokenizer)
-    new_token_ids = prepare_template_tokens(template, tokenizer, recipe.model.add_template_tokens)
-    attach_chat_template(tokenizer, template)  # saved with the adapter: inference renders as training did
+    bundle = load_tokenizer_and_template(recipe.model, recipe.stage)
+    tokenizer, template = bundle.tokenizer, bundle.template
 
     args = SFTConfig(
         **trainer_arguments(recipe, runtime),
@@ -42,18 +38,11 @@ def run(recipe: Recipe, context: LaunchContext) -> None:
         dataset_num_proc=recipe.data.num_proc,
     )
     with args.main_process_first(desc="preparing the datasets"):
-        train, evaluation, data_report = build_sft_data(recipe, tokenizer, template)
-    for name, split in data_report.splits.items():
-        log.info(
-            "%s: %d examples, %d tokens (%d trained), %d truncated",
-            name,
-            split.examples,
-            split.tokens,
-            split.trained_tokens,
-            split.truncated,
-        )
+        data = build_data(recipe, tokenizer, template)
+    log_data_report(data.report)
+    train, evaluation = data.for_trainer(recipe.stage)
     model = load_model(recipe.model, runtime, recipe.train.seed)
-    resize_embeddings(model, tokenizer, new_token_ids)
+    resize_embeddings(model, tokenizer, bundle.new_token_ids)
 
     # From here on the run writes into output_dir; everything above failed without leaving a trace.
     record = RunRecord(recipe, context.is_main)
@@ -65,7 +54,7 @@ def run(recipe: Recipe, context: LaunchContext) -> None:
             model.save_pretrained(base_model)
             tokenizer.save_pretrained(base_model)
             model.config._name_or_path = str(Path(base_model).resolve())
-        model = apply_adapter(model, recipe.adapter, new_token_ids)
+        model = apply_adapter(model, recipe.adapter, bundle.new_token_ids)
         parameters = count_parameters(model)
         record.update(
             device=runtime.device,
@@ -74,7 +63,7 @@ def run(recipe: Recipe, context: LaunchContext) -> None:
             attn_implementation=attention_backend(model),
             parameters={"total": parameters.total, "trainable": parameters.trainable},
             template=template.name,
-            data=data_report.as_dict(),
+            data=data.report.as_dict(),
             base_model=SCRATCH_BASE if base_model else recipe.model.name_or_path,
             world_size=context.world_size,
         )

@@ -23,6 +23,7 @@ class TokenizerTemplate:
     variables: Mapping[str, str] = {}
     aliases: tuple[str, ...] = ()
     base_models: tuple[str, ...] = ()
+    renders_tools = True
 
     def __init__(self, tokenizer: Any) -> None:
         template = getattr(tokenizer, "chat_template", None)
@@ -43,7 +44,11 @@ class TokenizerTemplate:
         return dict(overrides or {})
 
     def _render(
-        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool, variables: Mapping
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        add_generation_prompt: bool,
+        variables: Mapping,
+        tools: list | None = None,
     ) -> str:
         from transformers.utils.chat_template_utils import render_jinja_template
 
@@ -58,6 +63,7 @@ class TokenizerTemplate:
         try:
             rendered, _ = render_jinja_template(
                 [list(messages)],
+                tools=tools,
                 chat_template=self.chat_template,
                 add_generation_prompt=add_generation_prompt,
                 **tokens,
@@ -81,6 +87,7 @@ class TokenizerTemplate:
         add_generation_prompt: bool = False,
         variables: Mapping[str, str] | None = None,
         strict: bool = True,
+        tools: list | None = None,
     ) -> list[Segment]:
         messages = [dict(m) for m in messages]
         if system is not None and not (messages and messages[0].get("role") == "system"):
@@ -88,12 +95,12 @@ class TokenizerTemplate:
         body = messages[1:] if messages and messages[0].get("role") == "system" else messages
         _check_order(body)
         values = dict(variables or {})
-        full = self._render(messages, add_generation_prompt, values)
+        full = self._render(messages, add_generation_prompt, values, tools)
         spans = []
         for index, message in enumerate(messages):
             if message["role"] != "assistant":
                 continue
-            prompt = self._render(messages[:index], True, values)
+            prompt = self._render(messages[:index], True, values, tools)
             if not full.startswith(prompt):
                 raise TemplateError(
                     f"template tokenizer: the chat template renders the history before assistant turn {index} "

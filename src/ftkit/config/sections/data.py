@@ -52,8 +52,15 @@ class DataConfig(Section):
     """System prompt for examples that have none (overrides the template's default system prompt)."""
     max_samples: int | None = Field(None, ge=1)
     """Use at most this many rows of each dataset (the first rows, before shuffling)."""
+    mix_stop: Literal["first_exhausted", "all_exhausted"] = "first_exhausted"
+    """Weighted mixtures: stop when the first dataset runs out (no example repeats; the unused rest is
+    counted), or when every dataset has been seen once (smaller ones repeat)."""
     num_proc: int | None = Field(None, ge=1)
-    """Processes for tokenization; default: one."""
+    """Processes for conversion and tokenization; default: one."""
+    cache: bool = True
+    """Reuse tokenized data from an earlier run with identical inputs (see cache_dir)."""
+    cache_dir: str = "~/.cache/ftkit/data"
+    """Where tokenized data is cached, keyed by a hash of data, registry entries, tokenizer, template and options."""
     on_bad_rows: Literal["error", "skip"] = "error"
     """A row that cannot be used stops the run with its location (error) or is skipped and counted (skip)."""
 

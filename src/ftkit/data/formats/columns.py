@@ -1,0 +1,83 @@
+"""Examples built from columns with format strings.
+
+pairs: `prompt_format` and `response_format` (e.g. "Paraphrase this: {sentence1}" -> "{sentence2}").
+classification: `prompt_format` and a `label_map` from the label column (columns.response, default
+label) to the answer text, for generative classification (IMDB, GLUE, financial sentiment).
+"""
+
+from __future__ import annotations
+
+import string
+
+from ftkit.data.formats import BadRow, Example, Format, Row, example, register_format, row_system
+from ftkit.data.registry import DatasetSpec
+
+
+def placeholders(text: str) -> list[str]:
+    return [field for _, field, _, _ in string.Formatter().parse(text) if field]
+
+
+def fill(template: str, row: Row, what: str) -> str:
+    values = {}
+    for column in placeholders(template):
+        value = row.get(column)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise BadRow(f"{what}: column {column!r} is missing or empty")
+        values[column] = value
+    return template.format(**values)
+
+
+def _system_column(spec: DatasetSpec) -> list[str]:
+    return [spec.columns.system] if spec.columns.system else []
+
+
+def _pairs_required(spec: DatasetSpec) -> list[str]:
+    return (
+        placeholders(spec.prompt_format or "")
+        + placeholders(spec.response_format or "")
+        + _system_column(spec)
+    )
+
+
+def _pairs(row: Row, spec: DatasetSpec) -> Example:
+    assert spec.prompt_format and spec.response_format
+    prompt = fill(spec.prompt_format, row, "prompt_format")
+    response = fill(spec.response_format, row, "response_format")
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    return example(row_system(row, spec), messages)
+
+
+def _label_column(spec: DatasetSpec) -> str:
+    return spec.columns.response or "label"
+
+
+def _classification_required(spec: DatasetSpec) -> list[str]:
+    return [*placeholders(spec.prompt_format or ""), _label_column(spec), *_system_column(spec)]
+
+
+def _classification(row: Row, spec: DatasetSpec) -> Example:
+    assert spec.prompt_format and spec.label_map
+    prompt = fill(spec.prompt_format, row, "prompt_format")
+    label = row.get(_label_column(spec))
+    key = str(int(label)) if isinstance(label, float) and label.is_integer() else str(label)
+    if key not in spec.label_map:
+        known = ", ".join(spec.label_map)
+        raise BadRow(f"label {label!r} is not in label_map (its keys: {known})")
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": spec.label_map[key]}]
+    return example(row_system(row, spec), messages)
+
+
+register_format(
+    Format(
+        "pairs", _pairs, _pairs_required, columns=("system",), options=("prompt_format", "response_format")
+    )
+)
+register_format(
+    Format(
+        "classification",
+        _classification,
+        _classification_required,
+        columns=("system", "response"),
+        options=("prompt_format", "label_map"),
+    )
+)

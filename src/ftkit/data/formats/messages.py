@@ -1,0 +1,141 @@
+"""sharegpt and openai: a column holding a list of messages, role and content under configurable tags.
+
+sharegpt defaults: messages in `conversations`, `{"from": "human" | "gpt" | "observation" |
+"function_call" | "system", "value": ...}`; openai defaults: messages in `messages`, `{"role": "user" |
+"assistant" | "tool" | "system", "content": ...}`. Both honor LLaMA-Factory's `tags`. A tool call
+(function_call) is an assistant turn written as text; a tool result (observation) is a tool turn. With
+`ranking`, the conversation ends with the user's message and chosen/rejected hold the two answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ftkit.data.formats import BadRow, Example, Format, Row, example, register_format, row_system
+from ftkit.data.registry import DatasetSpec
+
+
+@dataclass(frozen=True)
+class _Tags:
+    messages: str
+    role: str
+    content: str
+    user: str
+    assistant: str
+    observation: str
+    function: str
+    system: str
+
+
+DEFAULTS = {
+    "sharegpt": _Tags(
+        "conversations", "from", "value", "human", "gpt", "observation", "function_call", "system"
+    ),
+    "openai": _Tags("messages", "role", "content", "user", "assistant", "tool", "function_call", "system"),
+}
+
+
+def _tags(spec: DatasetSpec) -> _Tags:
+    base, tags = DEFAULTS[spec.formatting], spec.tags
+    return _Tags(
+        spec.columns.messages or base.messages,
+        tags.role_tag or base.role,
+        tags.content_tag or base.content,
+        tags.user_tag or base.user,
+        tags.assistant_tag or base.assistant,
+        tags.observation_tag or base.observation,
+        tags.function_tag or base.function,
+        tags.system_tag or base.system,
+    )
+
+
+def _required(spec: DatasetSpec) -> list[str]:
+    cols = spec.columns
+    needed = [_tags(spec).messages, cols.system, cols.tools]
+    if spec.ranking:
+        needed += [cols.chosen or "chosen", cols.rejected or "rejected"]
+    return [c for c in needed if c]
+
+
+def _content(message: dict, tags: _Tags, where: str) -> str:
+    content = message.get(tags.content)
+    if isinstance(content, int | float) and not isinstance(content, bool):
+        content = str(content)
+    if isinstance(content, dict | list):  # a structured tool call or result
+        content = json.dumps(content, ensure_ascii=False)
+    if not isinstance(content, str):
+        raise BadRow(f"{where}: {tags.content!r} holds {type(content).__name__}, expected text")
+    if not content.strip():
+        raise BadRow(f"{where}: empty content")
+    return content
+
+
+def _role(message: dict, tags: _Tags, where: str) -> str:
+    roles = {
+        tags.user: "user",
+        tags.assistant: "assistant",
+        tags.function: "assistant",
+        tags.observation: "tool",
+        tags.system: "system",
+    }
+    value = message.get(tags.role)
+    if value not in roles:
+        known = ", ".join(roles)
+        raise BadRow(f"{where}: role {value!r} is not one of {known} (set the entry's tags)")
+    return roles[value]
+
+
+def _answer(value: object, tags: _Tags, what: str) -> str:
+    if isinstance(value, str):
+        if not value.strip():
+            raise BadRow(f"{what} answer is empty")
+        return value
+    if isinstance(value, dict):
+        if _role(value, tags, what) != "assistant":
+            raise BadRow(f"{what} answer must be an assistant message")
+        return _content(value, tags, what)
+    raise BadRow(f"{what} answer must be a message or text, got {type(value).__name__}")
+
+
+def convert(row: Row, spec: DatasetSpec) -> Example:
+    tags = _tags(spec)
+    raw = row.get(tags.messages)
+    if not isinstance(raw, list) or not raw:
+        raise BadRow(f"messages column {tags.messages!r} must be a non-empty list of messages")
+    messages, system = [], row_system(row, spec)
+    for index, message in enumerate(raw):
+        where = f"message {index}"
+        if not isinstance(message, dict):
+            raise BadRow(
+                f"{where} is {type(message).__name__}, expected an object with {tags.role!r} and {tags.content!r}"
+            )
+        role = _role(message, tags, where)
+        if role == "system":
+            if index != 0:
+                raise BadRow(f"{where}: a system message is only allowed first")
+            system = _content(message, tags, where)
+            continue
+        messages.append({"role": role, "content": _content(message, tags, where)})
+    tools = None
+    if spec.columns.tools and row.get(spec.columns.tools):
+        value = row[spec.columns.tools]
+        tools = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if spec.ranking:
+        cols = spec.columns
+        chosen = _answer(row.get(cols.chosen or "chosen"), tags, "chosen")
+        rejected = _answer(row.get(cols.rejected or "rejected"), tags, "rejected")
+        return example(system, messages, chosen=chosen, rejected=rejected, tools=tools)
+    return example(system, messages, tools=tools)
+
+
+for _name in DEFAULTS:
+    register_format(
+        Format(
+            _name,
+            convert,
+            _required,
+            columns=("messages", "system", "tools", "chosen", "rejected"),
+            uses_tags=True,
+        )
+    )
