@@ -547,3 +547,20 @@ def test_datasets_command_lists_and_flags_invalid_entries(capsys):
     out = capsys.readouterr().out
     assert "alpaca_demo" in out and "sharegpt_custom" in out and "sharegpt ranking" in out
     assert "hub_only_elsewhere" in out and "INVALID" in out
+
+
+def test_classification_end_to_end_trains_the_label_word(tmp_path, chatml_tokenizer):
+    from tests.conftest import ROOT
+
+    train, _, _ = build(
+        recipe_for(tmp_path, ROOT / "data", train="demo_sentiment", max_samples=4), chatml_tokenizer
+    )
+    answers = {trained(chatml_tokenizer, labels) for labels in train["labels"]}
+    assert answers <= {"positive<|im_end|>", "negative<|im_end|>"} and answers
+    assert "Review: The" in chatml_tokenizer.decode(train["input_ids"][0])
+
+
+def test_multiprocess_tokenization_gives_the_same_data(tmp_path, chatml_tokenizer):
+    single, _, _ = build(recipe_for(tmp_path, TEST_DATA), chatml_tokenizer)
+    parallel, _, _ = build(recipe_for(tmp_path, TEST_DATA, num_proc=2), chatml_tokenizer)
+    assert parallel["input_ids"] == single["input_ids"] and parallel["labels"] == single["labels"]
