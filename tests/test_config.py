@@ -320,3 +320,39 @@ def test_more_validation(tmp_path, extra, message):
         return
     found = problems(path)
     assert any(message in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "train: {output_dir: o, early_stopping_patience: 2}\n",
+            "compares evaluations: set data.eval or data.val_size",
+        ),
+        (
+            "stage: grpo\ngrpo: {reward_funcs: [exact_match], num_generations: 3}\n",
+            "must be a multiple of it",
+        ),
+        ("stage: grpo\ngrpo: {reward_funcs: [{name: a, model: b}]}\n", "either a name"),
+    ],
+)
+def test_training_loop_checks(tmp_path, extra, message):
+    write(tmp_path, "base.yaml", MINIMAL)
+    found = problems(write(tmp_path, "r.yaml", "base: base.yaml\n" + extra))
+    assert any(message in p for p in found), found
+
+
+def test_best_model_saves_when_it_evaluates(tmp_path):
+    write(tmp_path, "base.yaml", MINIMAL)
+    path = write(
+        tmp_path,
+        "r.yaml",
+        "base: base.yaml\ndata: {val_size: 0.1}\n"
+        "train: {eval_steps: 25, save_steps: 100, load_best_model_at_end: true}\n",
+    )
+    recipe = load_recipe(path)
+    assert (recipe.train.eval_strategy, recipe.train.save_strategy, recipe.train.save_steps) == (
+        "steps",
+        "steps",
+        25,
+    )

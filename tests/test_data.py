@@ -147,8 +147,8 @@ def test_llamafactory_ranking_becomes_prompt_chosen_rejected(tmp_path, chatml_to
         decode(train["prompt_ids"][0])
         == "<|im_start|>user\nWhat is 2 plus 2?<|im_end|>\n<|im_start|>assistant\n"
     )
-    assert decode(train["chosen_ids"][0]) == "2 plus 2 is 4.<|im_end|>\n"
-    assert decode(train["rejected_ids"][0]) == "2 plus 2 is 5.<|im_end|>\n"
+    assert decode(train["chosen_ids"][0]) == "2 plus 2 is 4.<|im_end|>"
+    assert decode(train["rejected_ids"][0]) == "2 plus 2 is 5.<|im_end|>"
     assert decode(train["prompt_ids"][1]).endswith(
         "Hello.<|im_end|>\n<|im_start|>user\nCapital of Peru?<|im_end|>\n<|im_start|>assistant\n"
     )

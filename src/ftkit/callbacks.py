@@ -1,23 +1,31 @@
-"""Trainer callbacks and run artifacts: readable progress lines and the loss plot."""
+"""Around the trainer: readable progress lines, the loss plot, early stopping, and the trackers (wandb,
+tensorboard), which receive the run metadata as well as the metrics."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from transformers import PrinterCallback, ProgressCallback
+from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainerCallback
+
+from ftkit.config import Recipe, dump_recipe
+from ftkit.config.redact import redact
 
 log = logging.getLogger("ftkit.train")
 LOSS_PLOT = "loss.png"
 
 
+def _series(log_history: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    return [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+
+
 def plot_losses(log_history: list[dict[str, Any]], path: str | Path) -> bool:
-    """Train (and eval) loss against the optimizer step, as a PNG; False when nothing was logged."""
-    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
-    evaluation = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
-    if not train and not evaluation:
+    """Train and eval loss (and the mean reward, for GRPO) against the optimizer step, as a PNG."""
+    train, evaluation, reward = (_series(log_history, k) for k in ("loss", "eval_loss", "reward"))
+    if not (train or evaluation or reward):
         return False
     import matplotlib
 
@@ -32,7 +40,14 @@ def plot_losses(log_history: list[dict[str, Any]], path: str | Path) -> bool:
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("loss")
     axes.grid(alpha=0.3)
-    axes.legend()
+    handles, labels = axes.get_legend_handles_labels()
+    if reward:
+        right = axes.twinx()
+        right.plot(*zip(*reward, strict=True), label="reward", color="tab:green")
+        right.set_ylabel("mean reward")
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    axes.legend(handles, labels)
     figure.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
@@ -75,8 +90,82 @@ class ProgressLog(ProgressCallback):
             super().on_step_end(args, state, control, **kwargs)
 
 
-def use_progress_log(trainer: Any) -> None:
-    """Swap the trainer's default printers for ProgressLog."""
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        elif isinstance(value, list | tuple):
+            out[name] = json.dumps(value, default=str)
+        else:
+            out[name] = value
+    return out
+
+
+def start_trackers(recipe: Recipe, metadata: dict[str, Any]) -> None:
+    """Open the wandb run with the recipe's project, name and tags, the resolved recipe and the run
+    metadata as its config (transformers' WandbCallback then logs into this run). Main process only."""
+    if "wandb" not in recipe.logging.report_to:
+        return
+    import wandb
+
+    if wandb.run is not None:
+        return
+    config = {"recipe": redact(recipe.model_dump(mode="json")), "ftkit": redact(metadata)}
+    wandb.init(
+        project=recipe.logging.project or "ftkit",
+        name=recipe.logging.run_name,
+        tags=recipe.logging.tags or None,
+        dir=recipe.train.output_dir,
+        config=config,
+    )
+
+
+def finish_trackers(failed: bool = False) -> None:
+    """Close the wandb run that start_trackers opened (wandb writes the run's summary and config then)."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
+class TrackerMetadata(TrainerCallback):
+    """Write the run metadata and resolved recipe into tensorboard as text (wandb gets them as config)."""
+
+    def __init__(self, trainer: Any, recipe: Recipe, metadata: dict[str, Any]) -> None:
+        self.trainer = trainer
+        self.recipe = recipe
+        self.metadata = metadata
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from transformers.integrations import TensorBoardCallback
+
+        for callback in self.trainer.callback_handler.callbacks:
+            writer = (
+                getattr(callback, "tb_writer", None) if isinstance(callback, TensorBoardCallback) else None
+            )
+            if writer is not None:
+                lines = [f"    {key}: {value}" for key, value in _flatten(redact(self.metadata)).items()]
+                writer.add_text("ftkit/run_metadata", "\n".join(lines), global_step=state.global_step)
+                writer.add_text(
+                    "ftkit/recipe", "\n".join("    " + line for line in dump_recipe(self.recipe).splitlines())
+                )
+                writer.flush()
+
+
+def add_run_callbacks(trainer: Any, recipe: Recipe, metadata: dict[str, Any]) -> None:
+    """ftkit's progress lines instead of the default printers, early stopping, and tracker metadata."""
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(ProgressLog())
+    train = recipe.train
+    if train.early_stopping_patience:
+        trainer.add_callback(
+            EarlyStoppingCallback(train.early_stopping_patience, train.early_stopping_threshold)
+        )
+    if "tensorboard" in recipe.logging.report_to:
+        trainer.add_callback(TrackerMetadata(trainer, recipe, metadata))

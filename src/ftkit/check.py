@@ -101,6 +101,15 @@ def summarize(recipe: Recipe) -> Findings:
         )
     else:
         findings.add("adapter", adapter.type)
+    if recipe.stage == "grpo":
+        from ftkit.stages.rewards import resolve_reward
+
+        shown = []
+        for reward in recipe.grpo.reward_funcs:
+            if reward.name and ":" not in reward.name:
+                resolve_reward(reward.name, reward.params)  # validates the name and params
+            shown.append(f"{reward.name or 'model ' + str(reward.model)} x{reward.weight:g}")
+        findings.add("rewards", ", ".join(shown))
     if recipe.model.quantization:
         findings.add("quantized", f"{recipe.model.quantization.bits}-bit (bitsandbytes)")
     _datasets(recipe, findings)

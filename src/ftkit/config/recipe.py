@@ -10,6 +10,7 @@ from ftkit.config.sections.adapter import AdapterConfig, LoraAdapter
 from ftkit.config.sections.base import ConfigConflict, Section
 from ftkit.config.sections.data import DataConfig
 from ftkit.config.sections.distributed import DistributedConfig
+from ftkit.config.sections.dpo import DpoConfig
 from ftkit.config.sections.grpo import GrpoConfig
 from ftkit.config.sections.model import ModelConfig
 from ftkit.config.sections.outputs import EvalConfig, ExportConfig, LoggingConfig
@@ -37,6 +38,8 @@ class Recipe(Section):
     """What `ftkit eval` measures."""
     grpo: GrpoConfig = Field(default_factory=GrpoConfig)
     """Rewards and sampling for stage grpo."""
+    dpo: DpoConfig = Field(default_factory=DpoConfig)
+    """Preference loss for stage dpo."""
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     """Experiment trackers."""
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -52,6 +55,7 @@ class Recipe(Section):
         self._check_stage_needs()
         self._check_quantization()
         self._check_eval()
+        self._check_grpo_batch()
         self._fill_defaults()
         return self
 
@@ -88,6 +92,17 @@ class Recipe(Section):
                 "to preserve by quantizing. Remove one of them.",
             )
 
+    def _check_grpo_batch(self) -> None:
+        if self.stage != "grpo":
+            return
+        batch = self.train.per_device_train_batch_size * self.train.gradient_accumulation_steps
+        if batch % self.grpo.num_generations:
+            raise ConfigConflict(
+                ("grpo.num_generations", "train.per_device_train_batch_size"),
+                f"stage grpo samples grpo.num_generations={self.grpo.num_generations} completions per prompt, so "
+                f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of it",
+            )
+
     def _check_eval(self) -> None:
         has_eval_data = bool(self.data.eval) or self.data.val_size is not None
         if self.train.eval_strategy in ("steps", "epoch") and not has_eval_data:
@@ -98,6 +113,11 @@ class Recipe(Section):
             )
         if self.train.eval_strategy == "steps" and self.train.eval_steps is None:
             raise ConfigConflict("train.eval_steps", "train.eval_strategy: steps needs train.eval_steps")
+        for key in ("early_stopping_patience", "load_best_model_at_end"):
+            if getattr(self.train, key) and not has_eval_data:
+                raise ConfigConflict(
+                    f"train.{key}", f"train.{key} compares evaluations: set data.eval or data.val_size"
+                )
 
     def _fill_defaults(self) -> None:
         """Resolve derived defaults here so that `ftkit check` shows the values that will be used."""
@@ -110,6 +130,11 @@ class Recipe(Section):
                 train.eval_strategy = "no"
             else:
                 train.eval_strategy = "steps" if train.eval_steps else "epoch"
+        if train.early_stopping_patience or train.load_best_model_at_end:
+            # The best checkpoint must exist on disk: save exactly when evaluating.
+            train.save_strategy = "steps" if train.eval_strategy == "steps" else "epoch"
+            if train.eval_strategy == "steps" and train.eval_steps:
+                train.save_steps = train.eval_steps
         if train.per_device_eval_batch_size is None:
             train.per_device_eval_batch_size = train.per_device_train_batch_size
         if self.export.adapter_dir is None:

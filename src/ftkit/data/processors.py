@@ -110,15 +110,21 @@ def process_dpo(batch: Batch, tokenizer: Any, template: Template, options: Proce
 
 
 def _split_pair(chosen: Any, rejected: Any) -> tuple[list[int], list[int], list[int]]:
-    first = min(_first_trained(chosen.labels), _first_trained(rejected.labels))
+    """Shared prompt ids, then each answer up to its last trained token (its end-of-turn marker)."""
+    first = min(_trained(chosen.labels)[0], _trained(rejected.labels)[0])
     shared = 0
     while shared < first and chosen.input_ids[shared] == rejected.input_ids[shared]:
         shared += 1
-    return chosen.input_ids[:shared], chosen.input_ids[shared:], rejected.input_ids[shared:]
+    chosen_end, rejected_end = _trained(chosen.labels)[-1] + 1, _trained(rejected.labels)[-1] + 1
+    return (
+        chosen.input_ids[:shared],
+        chosen.input_ids[shared:chosen_end],
+        rejected.input_ids[shared:rejected_end],
+    )
 
 
-def _first_trained(labels: list[int]) -> int:
-    return next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+def _trained(labels: list[int]) -> list[int]:
+    return [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
 
 
 def process_pt(batch: Batch, tokenizer: Any, template: Template | None, options: ProcessOptions) -> Batch:

@@ -3,5 +3,8 @@ so that `ftkit --help` and `ftkit check` never import torch. Adding a stage is o
 """
 
 STAGES: dict[str, str] = {
+    "pt": "ftkit.stages.pt:run",
     "sft": "ftkit.stages.sft:run",
+    "dpo": "ftkit.stages.dpo:run",
+    "grpo": "ftkit.stages.grpo:run",
 }

@@ -49,6 +49,9 @@ def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
         "save_strategy": train.save_strategy,
         "save_steps": train.save_steps,
         "save_total_limit": train.save_total_limit,
+        "load_best_model_at_end": train.load_best_model_at_end or bool(train.early_stopping_patience),
+        "metric_for_best_model": train.metric_for_best_model,
+        "greater_is_better": train.greater_is_better,
         "train_sampling_strategy": "group_by_length" if train.group_by_length else "random",
         "dataloader_num_workers": train.dataloader_num_workers,
         "report_to": trackers or "none",
@@ -57,6 +60,14 @@ def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
         "ddp_backend": None if recipe.distributed.backend == "auto" else recipe.distributed.backend,
         "ddp_find_unused_parameters": recipe.distributed.find_unused_parameters,
     }
+
+
+def trl_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
+    """trainer_arguments plus what TRL's configs add on top of TrainingArguments."""
+    extra: dict[str, Any] = {}
+    if recipe.train.router_aux_loss_coef is not None:
+        extra["router_aux_loss_coef"] = recipe.train.router_aux_loss_coef
+    return trainer_arguments(recipe, runtime) | extra
 
 
 def log_data_report(report: Any) -> None:

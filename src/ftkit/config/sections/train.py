@@ -84,6 +84,19 @@ class TrainConfig(Section):
     """Checkpoint every this many optimizer steps (save_strategy steps)."""
     save_total_limit: int | None = Field(None, ge=1)
     """Keep only the newest N checkpoints."""
+    load_best_model_at_end: bool = False
+    """Finish with the checkpoint whose metric_for_best_model was best (needs eval data, and saving at the
+    evaluation steps)."""
+    metric_for_best_model: str = "eval_loss"
+    """Metric that decides the best checkpoint and early stopping."""
+    greater_is_better: bool | None = None
+    """Whether a larger metric is better; default: false for losses, true otherwise."""
+    early_stopping_patience: int | None = Field(None, ge=1)
+    """Stop after this many evaluations without improvement of metric_for_best_model (needs eval data)."""
+    early_stopping_threshold: float = Field(0.0, ge=0)
+    """Minimum improvement that counts as one."""
+    router_aux_loss_coef: float | None = Field(None, ge=0)
+    """Mixture-of-experts models: weight of the router load-balancing loss; default: the model config's value."""
     group_by_length: bool = False
     """Batch examples of similar length together to reduce padding."""
     dataloader_num_workers: int = Field(0, ge=0)

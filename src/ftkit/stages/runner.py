@@ -1,0 +1,122 @@
+"""The run every stage shares, top to bottom: runtime, tokenizer and template, data, model, adapter,
+trainer, train, save. A stage supplies only its trainer arguments and its trainer (stages/<stage>.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftkit.callbacks import add_run_callbacks, finish_trackers, start_trackers
+from ftkit.config import Recipe
+from ftkit.data.pipeline import build_data
+from ftkit.launch import LaunchContext
+from ftkit.models.adapters import apply_adapter, count_parameters
+from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template
+from ftkit.models.runtime import Runtime, resolve_runtime
+from ftkit.models.special_tokens import resize_embeddings
+from ftkit.rundir import RunRecord
+from ftkit.stages.common import log_data_report, resume_point, save_final
+
+log = logging.getLogger(__name__)
+SCRATCH_BASE = "base_model"
+
+
+@dataclass
+class TrainerInputs:
+    """What a stage's trainer is built from."""
+
+    recipe: Recipe
+    args: Any
+    model: Any
+    tokenizer: Any
+    template: Any
+    train: Any
+    eval: Any | None
+
+
+@dataclass(frozen=True)
+class Stage:
+    arguments: Callable[[Recipe, Runtime], Any]
+    """The TrainingArguments subclass instance (SFTConfig, DPOConfig, ...) for the recipe."""
+    trainer: Callable[[TrainerInputs], Any]
+
+
+def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage) -> None:
+    from transformers import set_seed
+
+    # Seed before anything random: from-scratch weights, adapter initialization, dropout, data order.
+    set_seed(recipe.train.seed)
+    runtime = resolve_runtime(recipe)
+    bundle = load_tokenizer_and_template(recipe.model, recipe.stage)
+    tokenizer, template = bundle.tokenizer, bundle.template
+
+    args = stage.arguments(recipe, runtime)
+    with args.main_process_first(desc="preparing the datasets"):
+        data = build_data(recipe, tokenizer, template)
+    log_data_report(data.report)
+    train, evaluation = data.for_trainer(recipe.stage)
+    model = load_model(recipe.model, runtime, recipe.train.seed)
+    resize_embeddings(model, tokenizer, bundle.new_token_ids)
+
+    # From here on the run writes into output_dir; everything above failed without leaving a trace.
+    record = RunRecord(recipe, context.is_main)
+    try:
+        base_model = None
+        if recipe.model.from_scratch and recipe.adapter.type == "lora" and context.is_main:
+            # An adapter is useless without the exact random base it was trained on: keep that base.
+            base_model = str(Path(recipe.train.output_dir) / SCRATCH_BASE)
+            model.save_pretrained(base_model)
+            tokenizer.save_pretrained(base_model)
+            model.config._name_or_path = str(Path(base_model).resolve())
+        model = apply_adapter(model, recipe.adapter, bundle.new_token_ids)
+        parameters = count_parameters(model)
+        record.update(
+            device=runtime.device,
+            precision=runtime.precision,
+            dtype=str(runtime.dtype).removeprefix("torch."),
+            attn_implementation=attention_backend(model),
+            quantization=f"{recipe.model.quantization.bits}-bit" if recipe.model.quantization else None,
+            parameters={"total": parameters.total, "trainable": parameters.trainable},
+            template=getattr(template, "name", None),
+            data=data.report.as_dict(),
+            base_model=SCRATCH_BASE if base_model else recipe.model.name_or_path,
+            world_size=context.world_size,
+        )
+        log.info(
+            "training %s on %s, %s precision, weights in %s, attention %s; %s",
+            recipe.stage,
+            runtime.device,
+            runtime.precision,
+            record.data["dtype"],
+            record.data["attn_implementation"],
+            parameters,
+        )
+
+        inputs = TrainerInputs(recipe, args, model, tokenizer, template, train, evaluation)
+        trainer = stage.trainer(inputs)
+        if context.is_main:
+            start_trackers(recipe, record.data)
+        add_run_callbacks(trainer, recipe, record.data)
+        checkpoint = resume_point(recipe)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        saved = save_final(trainer, context, recipe.train.output_dir)
+        record.finish(
+            "completed",
+            resumed_from=checkpoint,
+            global_step=trainer.state.global_step,
+            train_metrics=result.metrics,
+            best_checkpoint=trainer.state.best_model_checkpoint,
+            saved_files=saved,
+        )
+        log.info(
+            "saved %s to %s", "adapter" if recipe.adapter.type == "lora" else "model", recipe.train.output_dir
+        )
+        finish_trackers()
+    except BaseException as exc:
+        record.fail(exc)
+        finish_trackers(failed=True)
+        raise

@@ -1,0 +1,415 @@
+"""Stage runners end to end through the CLI on tiny models: pt, sft (LoRA, QLoRA, full, freeze), dpo,
+grpo; packing, kill-and-resume, early stopping, trackers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, TEST_DATA, run_cli
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` merged in, section by section."""
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
+    for key, value in changes.items():
+        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
+def history(out: Path) -> list[dict]:
+    return json.loads((out / "trainer_state.json").read_text())["log_history"]
+
+
+def logged(out: Path, key: str) -> list[float]:
+    return [entry[key] for entry in history(out) if key in entry]
+
+
+def assert_run_outputs(out: Path, weights: str) -> dict:
+    """Every run writes: recipe (given and resolved), run.json, trainer state, loss plot, weights."""
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "completed"
+    for key in ("versions", "device", "precision", "dtype", "attn_implementation", "parameters", "data"):
+        assert run[key], key
+    if run["stage"] != "grpo":  # GRPO's data is prompts; its tokens are sampled during training
+        assert run["data"]["splits"]["train"]["tokens"] > 0
+    for name in ("recipe.yaml", "recipe.resolved.yaml", "trainer_state.json", weights):
+        assert (out / name).is_file(), name
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    return run
+
+
+def train(recipe: Path, *overrides: str) -> subprocess.CompletedProcess:
+    result = run_cli("train", str(recipe), *overrides)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    """Stage pt from scratch on the demo corpus: the base model for the other stages."""
+    work = tmp_path_factory.mktemp("pt")
+    recipe = write_recipe(
+        work / "pt.yaml",
+        {
+            "stage": "pt",
+            "model": {"name_or_path": str(ROOT / "examples/tiny-chatml"), "from_scratch": True},
+            "adapter": {"type": "full"},
+            "data": {"dataset_dir": str(ROOT / "data"), "train": ["demo_text", "demo_sft"], "max_length": 64},
+            "train": {
+                "output_dir": str(work / "run"),
+                "max_steps": 40,
+                "per_device_train_batch_size": 8,
+                "learning_rate": 3.0e-3,
+                "logging_steps": 5,
+                "save_strategy": "no",
+            },
+        },
+    )
+    train(recipe)
+    return work / "run"
+
+
+def test_pt_from_scratch_lowers_the_loss(pretrained):
+    run = assert_run_outputs(pretrained, "model.safetensors")
+    losses = logged(pretrained, "loss")
+    assert losses[-1] < 0.75 * losses[0]
+    assert run["parameters"]["trainable"] == run["parameters"]["total"]
+
+
+LORA = {"type": "lora", "r": 8, "alpha": 16, "dropout": 0.0}
+
+
+def sft(work: Path, base: Path, **changes: dict) -> dict:
+    recipe = {
+        "stage": "sft",
+        "model": {"name_or_path": str(base), "template": "chatml"},
+        "adapter": LORA,
+        "data": {"dataset_dir": str(TEST_DATA), "train": "qa", "max_length": 64},
+        "train": {
+            "output_dir": str(work / "run"),
+            "max_steps": 30,
+            "per_device_train_batch_size": 8,
+            "learning_rate": 5.0e-3,
+            "logging_steps": 5,
+            "save_strategy": "no",
+        },
+    }
+    return merged(recipe, changes)
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "weights"),
+    [
+        ("lora", {"train": {"learning_rate": 1.0e-2}}, "adapter_model.safetensors"),
+        (
+            "qlora-4bit",
+            {
+                "model": {"quantization": {"bits": 4, "quant_type": "nf4", "double_quant": True}},
+                "train": {"optim": "paged_adamw_8bit", "learning_rate": 1.0e-2},
+            },
+            "adapter_model.safetensors",
+        ),
+        ("full", {"adapter": {"type": "full"}, "train": {"learning_rate": 5.0e-4}}, "model.safetensors"),
+        (
+            "freeze",
+            {
+                "adapter": {"type": "freeze", "trainable_layers": 2, "trainable_modules": ["lm_head"]},
+                "train": {"learning_rate": 1.0e-3},
+            },
+            "model.safetensors",
+        ),
+    ],
+)
+def test_sft_adapters_lower_the_loss(tmp_path, pretrained, name, changes, weights):
+    recipe = sft(tmp_path, pretrained, **changes)
+    if "adapter" in changes:
+        recipe["adapter"] = changes["adapter"]  # a different adapter type replaces the section
+    train(write_recipe(tmp_path / "r.yaml", recipe))
+    out = tmp_path / "run"
+    run = assert_run_outputs(out, weights)
+    losses = logged(out, "loss")
+    assert sum(losses[-2:]) / 2 < losses[0] - 0.3, losses
+    if name == "qlora-4bit":
+        assert run["quantization"] == "4-bit"
+    if name == "freeze":
+        assert 0 < run["parameters"]["trainable"] < run["parameters"]["total"]
+
+
+def test_packed_and_unpacked_give_the_same_loss(tmp_path, pretrained):
+    """Evaluation before any update: the same examples, packed (padding-free) or padded, same loss."""
+    losses = {}
+    for packing in (False, True):
+        work = tmp_path / str(packing)
+        work.mkdir()
+        recipe = sft(
+            work,
+            pretrained,
+            adapter={"type": "full"},
+            data={"val_size": 12, "max_length": 96, "packing": packing},
+            train={
+                "learning_rate": 1.0e-12,
+                "max_steps": 1,
+                "eval_steps": 1,
+                "per_device_eval_batch_size": 64,
+            },
+        )
+        recipe["adapter"] = {"type": "full"}
+        train(write_recipe(work / "r.yaml", recipe))
+        losses[packing] = logged(work / "run", "eval_loss")[0]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5, abs=1e-6)
+
+
+def test_packed_examples_do_not_attend_across(pretrained):
+    """Per example: log-probabilities of the answer tokens, packed with others or alone."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(pretrained).eval()
+    tokenizer = AutoTokenizer.from_pretrained(pretrained)
+    texts = ["Bees make honey.", "A week has seven days and then another week begins.", "Hi"]
+    sequences = [tokenizer.encode(t) for t in texts]
+    with torch.no_grad():
+        alone = [model(input_ids=torch.tensor([ids]), use_cache=False).logits[0] for ids in sequences]
+        packed_ids = torch.tensor([[token for ids in sequences for token in ids]])
+        positions = torch.tensor([[p for ids in sequences for p in range(len(ids))]])
+        packed = model(input_ids=packed_ids, position_ids=positions, use_cache=False).logits[0]
+    start = 0
+    for ids, logits in zip(sequences, alone, strict=True):
+        torch.testing.assert_close(packed[start : start + len(ids)], logits, atol=1e-5, rtol=1e-5)
+        start += len(ids)
+
+
+def test_dpo_lowers_the_preference_loss(tmp_path, pretrained):
+    rows = [
+        {
+            "conversations": [{"from": "human", "value": f"Question number {i}?"}],
+            "chosen": {"from": "gpt", "value": f"Here is a careful answer to question {i}."},
+            "rejected": {"from": "gpt", "value": "No."},
+        }
+        for i in range(48)
+    ]
+    (tmp_path / "pref.json").write_text(json.dumps(rows))
+    entry = {
+        "file_name": "pref.json",
+        "formatting": "sharegpt",
+        "ranking": True,
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+    }
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"pref": entry}))
+    recipe = write_recipe(
+        tmp_path / "dpo.yaml",
+        {
+            "stage": "dpo",
+            "model": {"name_or_path": str(pretrained), "template": "chatml"},
+            "adapter": LORA,
+            "data": {"dataset_dir": str(tmp_path), "train": "pref", "max_length": 64},
+            "dpo": {"beta": 0.5},
+            "train": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 20,
+                "per_device_train_batch_size": 8,
+                "learning_rate": 5.0e-3,
+                "logging_steps": 5,
+                "save_strategy": "no",
+            },
+        },
+    )
+    train(recipe)
+    assert_run_outputs(tmp_path / "run", "adapter_model.safetensors")
+    losses = logged(tmp_path / "run", "loss")
+    assert losses[0] == pytest.approx(0.6931, abs=1e-3) and losses[-1] < 0.2
+
+
+def grpo_recipe(tmp_path: Path, pretrained: Path, rewards: list) -> Path:
+    return write_recipe(
+        tmp_path / "grpo.yaml",
+        {
+            "stage": "grpo",
+            "model": {"name_or_path": str(pretrained), "template": "chatml"},
+            "adapter": LORA,
+            "data": {"dataset_dir": str(ROOT / "data"), "train": "demo_math", "max_length": 128},
+            "grpo": {"reward_funcs": rewards, "num_generations": 8, "max_completion_length": 24, "beta": 0.0},
+            "train": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 30,
+                "per_device_train_batch_size": 8,
+                "learning_rate": 1.0e-2,
+                "logging_steps": 5,
+                "save_strategy": "no",
+            },
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "rewards",
+    [
+        [{"name": "length_penalty", "params": {"max_chars": 60}}],
+        [
+            {"name": "tests.user_rewards:brevity", "params": {"scale": 60}},
+            {"name": "numeric_match", "weight": 0.5},
+        ],
+    ],
+    ids=["built-in", "user"],
+)
+def test_grpo_raises_the_reward(tmp_path, pretrained, rewards):
+    train(grpo_recipe(tmp_path, pretrained, rewards))
+    run = assert_run_outputs(tmp_path / "run", "adapter_model.safetensors")
+    rewards_logged = logged(tmp_path / "run", "reward")
+    assert sum(rewards_logged[-2:]) / 2 > rewards_logged[0] + 0.1, rewards_logged
+    assert run["stage"] == "grpo"
+
+
+def test_grpo_with_a_reward_model(tmp_path, pretrained):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    config = LlamaConfig.from_pretrained(pretrained)
+    config.num_labels = 1
+    reward_dir = tmp_path / "reward-model"
+    LlamaForSequenceClassification(config).save_pretrained(reward_dir)
+    AutoTokenizer.from_pretrained(pretrained).save_pretrained(reward_dir)
+    recipe = grpo_recipe(tmp_path, pretrained, [{"model": str(reward_dir)}])
+    train(recipe, "train.max_steps=2", "train.logging_steps=1")
+    assert len(logged(tmp_path / "run", "reward")) == 2
+
+
+def test_grpo_unknown_reward_is_a_user_error(tmp_path, pretrained):
+    result = run_cli("check", str(grpo_recipe(tmp_path, pretrained, ["exact_mach"])), "-q")
+    assert (
+        result.returncode == 2 and "unknown reward 'exact_mach' (did you mean exact_match?)" in result.stderr
+    )
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, pretrained):
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        sft(
+            tmp_path,
+            pretrained,
+            train={
+                "max_steps": 120,
+                "per_device_train_batch_size": 4,
+                "learning_rate": 1.0e-3,
+                "logging_steps": 20,
+                "save_strategy": "steps",
+                "save_steps": 40,
+            },
+        ),
+    )
+    train(recipe, f"train.output_dir={tmp_path / 'whole'}")
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "ftkit", "train", str(recipe), f"train.output_dir={killed}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint-80" / "trainer_state.json").exists():
+        assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"  # not mistaken for finished
+    assert not (killed / "adapter_model.safetensors").exists()
+
+    result = train(recipe, f"train.output_dir={killed}", "train.resume_from_checkpoint=latest")
+    assert "resuming from" in result.stderr and "checkpoint-80" in result.stderr
+    run = assert_run_outputs(killed, "adapter_model.safetensors")
+    assert run["resumed_from"].endswith("checkpoint-80")
+    assert logged(killed, "loss") == pytest.approx(logged(tmp_path / "whole", "loss"), rel=1e-6)
+
+
+def test_early_stopping_and_best_model(tmp_path, pretrained):
+    recipe = sft(
+        tmp_path,
+        pretrained,
+        data={"val_size": 6},
+        train={"max_steps": 60, "eval_steps": 2, "early_stopping_patience": 2, "learning_rate": 0.5},
+    )
+    recipe["adapter"] = {"type": "full"}
+    train(write_recipe(tmp_path / "r.yaml", recipe))
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["global_step"] < 60  # a learning rate of 0.5 diverges: evaluation stops the run
+    assert run["best_checkpoint"] and "checkpoint-" in run["best_checkpoint"]
+
+
+def test_wandb_offline_and_tensorboard_record_metrics_and_metadata(tmp_path, pretrained):
+    recipe = sft(
+        tmp_path,
+        pretrained,
+        train={"max_steps": 6, "logging_steps": 2},
+        logging={
+            "report_to": ["wandb", "tensorboard"],
+            "project": "ftkit-tests",
+            "run_name": "tiny-run",
+            "tags": ["ci"],
+        },
+    )
+    train(write_recipe(tmp_path / "r.yaml", recipe))
+    out = tmp_path / "run"
+    # An offline run keeps its records in the run's transaction log until `wandb sync`.
+    [log] = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    records = log.read_bytes()
+    for recorded in (
+        b"train/loss",
+        b"train/learning_rate",
+        b"attn_implementation",
+        b"trainable",
+        b"ftkit-tests",
+        b"tiny-run",
+    ):
+        assert recorded in records, recorded
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [event_dir] = {path.parent for path in out.glob("runs/**/events.out.tfevents.*")}
+    events = EventAccumulator(str(event_dir), size_guidance={"tensors": 0, "scalars": 0})
+    events.Reload()
+    assert "train/loss" in events.Tags()["scalars"]
+    assert [event.step for event in events.Scalars("train/loss")] == [1, 2, 4, 6]
+    text_tags = events.Tags()["tensors"]
+    assert "ftkit/run_metadata/text_summary" in text_tags
+    metadata = events.Tensors("ftkit/run_metadata/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "parameters.trainable" in metadata and "attn_implementation" in metadata
+
+
+def test_moe_model_trains_with_router_loss(tmp_path):
+    from transformers import MixtralConfig
+
+    from ftkit.testing import CHATML, save_tiny_model, train_tokenizer
+    from tests.conftest import qa_texts
+
+    tokenizer = train_tokenizer(qa_texts(), CHATML, vocab_size=300)
+    config = MixtralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        output_router_logits=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    base = save_tiny_model(tmp_path / "moe", tokenizer, config)
+    recipe = sft(
+        tmp_path,
+        base,
+        adapter={"r": 4, "alpha": 8},
+        train={"max_steps": 4, "logging_steps": 1, "router_aux_loss_coef": 0.02},
+    )
+    train(write_recipe(tmp_path / "r.yaml", recipe))
+    assert len(logged(tmp_path / "run", "loss")) == 4
