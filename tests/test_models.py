@@ -9,7 +9,8 @@ import torch
 from ftkit.config.sections.adapter import FreezeAdapter, FullAdapter, LoraAdapter
 from ftkit.errors import UserError
 from ftkit.models.adapters import apply_adapter, count_parameters, decoder_layers
-from ftkit.stages.rewards import REWARDS, final_number, resolve_reward
+from ftkit.metrics import final_number
+from ftkit.stages.rewards import REWARDS, resolve_reward
 
 
 @pytest.fixture

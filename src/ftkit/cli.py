@@ -49,13 +49,36 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generation_options(args: argparse.Namespace) -> object:
+    from ftkit.infer import GenerationOptions
+
+    return GenerationOptions(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
+
+
 def _generate(args: argparse.Namespace) -> int:
     from ftkit.config import load_recipe
     from ftkit.infer import GenerationRequest, generate_file
 
     recipe = load_recipe(args.recipe, args.overrides)
-    request = GenerationRequest(args.input, args.output, args.model, args.max_new_tokens, args.batch_size)
-    generate_file(recipe, request)
+    generate_file(recipe, GenerationRequest(args.input, args.output, args.model, _generation_options(args)))
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from ftkit.config import load_recipe
+    from ftkit.infer import chat
+
+    chat(load_recipe(args.recipe, args.overrides), args.model, _generation_options(args))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ftkit.config import load_recipe
+    from ftkit.evaluate import EvalRequest, evaluate, table
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    results = evaluate(recipe, EvalRequest(args.compare_base, args.model, args.max_samples))
+    print(table(results))
     return 0
 
 
@@ -152,15 +175,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--shard-size", default="5GB", help="maximum safetensors shard size (default 5GB)")
     sub.add_argument("--force", action="store_true", help="replace an existing output directory")
 
+    def generation_arguments(sub: argparse.ArgumentParser, max_new_tokens: int) -> None:
+        sub.add_argument("--model", help="model directory (default: the recipe's merged export, else base+adapter)")
+        sub.add_argument("--max-new-tokens", type=_positive, default=max_new_tokens)
+        sub.add_argument("--temperature", type=float, default=0.0, help="0: greedy decoding (default); >0 samples")
+        sub.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold when sampling")
+        sub.add_argument("--batch-size", type=_positive, default=8)
+        sub.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+
     sub = command("generate", _generate, "Generate responses for a file of prompts with a recipe's model.")
     recipe_arguments(sub)
     sub.add_argument("--input", required=True, help="JSONL file: one {prompt} or {messages} object per line")
     sub.add_argument("--output", help="write the results as JSONL here (default: print them)")
-    sub.add_argument(
-        "--model", help="model directory to use (default: the recipe's merged export, else base+adapter)"
-    )
-    sub.add_argument("--max-new-tokens", type=_positive, default=64)
-    sub.add_argument("--batch-size", type=_positive, default=8)
+    generation_arguments(sub, 64)
+
+    sub = command("chat", _chat, "Chat with a recipe's model in the terminal (/reset, /exit).")
+    recipe_arguments(sub)
+    generation_arguments(sub, 256)
+
+    sub = command("eval", _eval, "Loss, perplexity and task metrics on the eval data (eval_results.json).")
+    recipe_arguments(sub)
+    sub.add_argument("--compare-base", action="store_true", help="also score the base model, side by side")
+    sub.add_argument("--model", help="model directory (default: the recipe's merged export, else base+adapter)")
+    sub.add_argument("--max-samples", type=_positive, help="evaluate on at most this many examples")
 
     sub = command("datasets", _datasets, "List the entries of a dataset registry (dataset_info.json).")
     sub.add_argument("--dir", default="data", help="the folder holding dataset_info.json (default: data)")

@@ -1,6 +1,9 @@
-"""`ftkit export`: merge a LoRA adapter into its base model and save a standard transformers directory.
+"""`ftkit export`: merge a LoRA adapter into its base model and save a standard transformers directory
+(safetensors shards + index, config, generation config, tokenizer with the trained chat template).
 
-The output is written to a temporary sibling and renamed into place, so an interrupted export never
+The merge streams the base checkpoint shard by shard (merge.py), so memory stays near one shard. Only
+a base that cannot be streamed (pickle weights, renamed tensors) is loaded whole, and the log says why.
+The output is written to a temporary sibling and renamed into place: an interrupted export never
 leaves a directory that looks complete.
 """
 
@@ -8,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from ftkit.errors import UserError
 from ftkit.rundir import read_run
 
 log = logging.getLogger(__name__)
+EXPORT_FILE = "export.json"
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,7 @@ class ExportRequest:
                 "there is no adapter to merge"
             )
         return cls(
-            None,
-            export.adapter_dir,
-            export.output_dir,
-            export.dtype,
-            export.shard_size,
-            force,
-            recipe.model.template,
+            None, export.adapter_dir, export.output_dir, export.dtype, export.shard_size, force, recipe.model.template
         )
 
 
@@ -71,9 +70,7 @@ def resolve_base(request: ExportRequest) -> str:
 
 def _check_adapter(adapter: Path) -> None:
     if not (adapter / "adapter_config.json").is_file():
-        raise UserError(
-            f"{adapter} holds no LoRA adapter (adapter_config.json); train first or pass --adapter"
-        )
+        raise UserError(f"{adapter} holds no LoRA adapter (adapter_config.json); train first or pass --adapter")
     run = read_run(adapter)
     if run is not None and run.get("status") != "completed":
         raise UserError(
@@ -82,63 +79,123 @@ def _check_adapter(adapter: Path) -> None:
         )
 
 
-def _tokenizer_source(adapter: Path, base: str) -> str:
-    return str(adapter) if (adapter / "tokenizer_config.json").is_file() else base
+def local_checkpoint(base: str) -> Path:
+    """The base model's folder: a local path, or the hub snapshot (from the cache when offline)."""
+    path = Path(base)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-
-def merge(request: ExportRequest) -> tuple[Any, Any]:
-    """Load base and adapter on the CPU and merge the adapter weights; returns (model, tokenizer)."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    adapter = Path(request.adapter)
-    _check_adapter(adapter)
-    base = resolve_base(request)
-    dtype = "auto" if request.dtype == "auto" else getattr(torch, request.dtype)
-    log.info("merging %s into %s", adapter, base)
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True)
+        return Path(snapshot_download(base, allow_patterns=["*.json", "*.safetensors", "*.py", "*.txt", "*.model"]))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+        raise UserError(f"cannot get the base model {base!r}: {exc}") from None
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    return None if name == "auto" else getattr(torch, name)
+
+
+def load_and_merge(request: ExportRequest, base: str) -> tuple[Any, Any]:
+    """The whole-model path: load base and adapter on the CPU and merge with peft (returns model, tokenizer)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    dtype = _dtype(request.dtype) or "auto"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     except OSError as exc:
         raise UserError(f"cannot load the base model {base!r}: {exc}") from None
-    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(adapter, base))
+    tokenizer = _tokenizer(Path(request.adapter), base)
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         # Training added template tokens; the adapter holds their rows for the grown matrices.
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    _set_generation_stops(merged, tokenizer, request.template or (read_run(adapter) or {}).get("template"))
-    return merged, tokenizer
+    return PeftModel.from_pretrained(model, request.adapter).merge_and_unload(), tokenizer
 
 
-def _set_generation_stops(model: Any, tokenizer: Any, template_name: str | None) -> None:
-    """End generation at the template's end-of-turn token(s), not only at the tokenizer's eos."""
+def _tokenizer(adapter: Path, base: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(adapter) if (adapter / "tokenizer_config.json").is_file() else base)
+
+
+def _stop_ids(tokenizer: Any, template_name: str | None) -> list[int] | None:
     if not template_name:
-        return
+        return None
     from ftkit.models.special_tokens import stop_token_ids
     from ftkit.templates import get_template
 
-    ids = stop_token_ids(tokenizer, get_template(template_name, tokenizer))
-    model.generation_config.eos_token_id = ids
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    log.info("generation stops at %s", ", ".join(tokenizer.convert_ids_to_tokens(ids)))
+    return stop_token_ids(tokenizer, get_template(template_name, tokenizer))
+
+
+def _write_config(base_dir: Path, staging: Path, dtype: str, vocab_size: int | None) -> None:
+    config = json.loads((base_dir / "config.json").read_text())
+    if dtype != "auto":
+        config["dtype"] = dtype
+        config.pop("torch_dtype", None)
+    if vocab_size is not None:
+        config["vocab_size"] = vocab_size
+    config.pop("quantization_config", None)  # the merged weights are full precision
+    (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    for code in base_dir.glob("*.py"):  # models with their own modeling code (trust_remote_code)
+        shutil.copy2(code, staging / code.name)
+
+
+def _generation_config(base_dir: Path | None, base: str, stops: list[int] | None, tokenizer: Any) -> Any:
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(str(base_dir) if base_dir else base)
+    except OSError:
+        config = GenerationConfig()
+    if stops:
+        config.eos_token_id = stops
+        config.pad_token_id = tokenizer.pad_token_id
+    return config
 
 
 def export(request: ExportRequest) -> Path:
     """Merge and save; returns the output directory."""
-    from ftkit.config.sections.outputs import check_size
+    from ftkit.merge import CannotStream, parse_size, stream_merge
 
-    try:
-        check_size(request.shard_size)
-    except ValueError as exc:
-        raise UserError(f"--shard-size: {exc}") from None
+    parse_size(request.shard_size)
     out = Path(request.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"export target {out} is a file; give a directory")
     if out.exists() and any(out.iterdir()) and not request.force:
         raise UserError(f"export target {out} already exists and is not empty; pass --force to replace it")
-    model, tokenizer = merge(request)
+    adapter = Path(request.adapter)
+    _check_adapter(adapter)
+    base = resolve_base(request)
+    template_name = request.template or (read_run(adapter) or {}).get("template")
+    record: dict[str, Any] = {"base": base, "adapter": str(adapter), "template": template_name}
+    log.info("merging %s into %s", adapter, base)
     with atomic_directory(out, force=request.force) as staging:
-        model.save_pretrained(staging, max_shard_size=request.shard_size)
+        base_dir = None
+        try:
+            base_dir = local_checkpoint(base)
+            report = stream_merge(base_dir, adapter, staging, request.shard_size, _dtype(request.dtype))
+            _write_config(base_dir, staging, request.dtype, report.vocab_size)
+            tokenizer = _tokenizer(adapter, base)
+            record |= {"method": "streaming", **asdict(report)}
+            log.info("streamed %d tensors (%d LoRA modules merged, %d replaced) from %d shard(s) into %d; "
+                     "peak memory %.0f MB", report.tensors, report.merged_modules, report.replaced_tensors,
+                     report.input_shards, report.output_shards, report.peak_memory_mb)
+        except CannotStream as why:
+            log.warning("cannot merge shard by shard (%s): loading the whole model instead", why)
+            for child in staging.iterdir():
+                child.unlink()
+            model, tokenizer = load_and_merge(request, base)
+            model.save_pretrained(staging, max_shard_size=request.shard_size)
+            record |= {"method": "whole model", "reason": str(why)}
         tokenizer.save_pretrained(staging)
+        stops = _stop_ids(tokenizer, template_name)
+        _generation_config(base_dir, base, stops, tokenizer).save_pretrained(staging)
+        if stops:
+            log.info("generation stops at %s", ", ".join(tokenizer.convert_ids_to_tokens(stops)))
+        (staging / EXPORT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
     log.info("merged model written to %s", out)
     return out

@@ -1,13 +1,15 @@
-"""Generation with a trained model: the recipe's template renders the prompt, its stop tokens end the answer."""
+"""Generation with a trained model: `ftkit generate` (a file of prompts) and `ftkit chat` (a terminal
+conversation). The recipe's template renders the prompt and its stop tokens end the answer."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ftkit.config import Recipe
 from ftkit.data.tokenize import token_variables
@@ -19,12 +21,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    """0: greedy decoding; above 0: sampling at this temperature."""
+    top_p: float = 1.0
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     input: str
     output: str | None = None
     model: str | None = None
-    max_new_tokens: int = 64
-    batch_size: int = 8
+    options: GenerationOptions = GenerationOptions()
 
 
 def read_conversations(path: str | Path) -> list[dict[str, Any]]:
@@ -47,44 +58,63 @@ def read_conversations(path: str | Path) -> list[dict[str, Any]]:
             messages = row["messages"]
         else:
             raise UserError(f'{path}:{number}: expected {{"prompt": "..."}} or {{"messages": [...]}}')
-        if (
-            not messages
-            or not isinstance(messages[-1], dict)
-            or messages[-1].get("role") not in ("user", "tool")
-        ):
-            raise UserError(
-                f"{path}:{number}: the conversation must end with a user (or tool) message to answer"
-            )
+        if not messages or not isinstance(messages[-1], dict) or messages[-1].get("role") not in ("user", "tool"):
+            raise UserError(f"{path}:{number}: the conversation must end with a user (or tool) message to answer")
         rows.append({"system": row.get("system"), "messages": messages})
     if not rows:
         raise UserError(f"{path} holds no prompts")
     return rows
 
 
-def load_for_inference(recipe: Recipe, model_dir: str | None = None) -> tuple[Any, Any]:
-    """The model to generate with: an explicit directory, else the merged export, else base + adapter."""
+def load_model_dir(path: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    try:
+        return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise UserError(f"cannot load a model from {path}: {exc}") from None
+
+
+def load_for_inference(recipe: Recipe, model_dir: str | None = None) -> tuple[Any, Any]:
+    """The model to generate with: an explicit directory, else the merged export, else base + adapter."""
     export_dir = Path(recipe.export.output_dir or "")
     if model_dir or (export_dir / "config.json").is_file():
         path = model_dir or str(export_dir)
         log.info("generating with %s", path)
-        try:
-            return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-        except OSError as exc:
-            raise UserError(f"cannot load a model from {path}: {exc}") from None
-
-    from ftkit.export import ExportRequest, merge
-
+        return load_model_dir(path)
     run_dir = recipe.train.output_dir
     run = read_run(run_dir)
     if run is None or run.get("status") != "completed":
-        raise UserError(
-            f"no completed run in {run_dir} and no export in {export_dir}: train (and export) first"
-        )
+        raise UserError(f"no completed run in {run_dir} and no export in {export_dir}: train (and export) first")
     if recipe.adapter.type != "lora":
-        return AutoModelForCausalLM.from_pretrained(run_dir), AutoTokenizer.from_pretrained(run_dir)
-    return merge(ExportRequest(None, run_dir, str(export_dir)))
+        return load_model_dir(run_dir)
+    from ftkit.export import ExportRequest, load_and_merge, resolve_base
+
+    request = ExportRequest(None, run_dir, str(export_dir))
+    log.info("generating with %s merged in memory (no export found in %s)", run_dir, export_dir)
+    return load_and_merge(request, resolve_base(request))
+
+
+def _generate_kwargs(tokenizer: Any, template: Template, options: GenerationOptions) -> dict[str, Any]:
+    from ftkit.models.special_tokens import stop_token_ids
+
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": options.max_new_tokens,
+        "eos_token_id": stop_token_ids(tokenizer, template),
+        "pad_token_id": tokenizer.pad_token_id,
+        "do_sample": options.temperature > 0,
+    }
+    if options.temperature > 0:
+        kwargs |= {"temperature": options.temperature, "top_p": options.top_p}
+    return kwargs
+
+
+def _answer(tokenizer: Any, ids: Sequence[int], stops: list[str]) -> str:
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    for stop in [*stops, tokenizer.pad_token or ""]:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+    return text.strip()
 
 
 def generate(
@@ -92,45 +122,32 @@ def generate(
     tokenizer: Any,
     template: Template,
     conversations: Sequence[dict[str, Any]],
-    max_new_tokens: int = 64,
-    batch_size: int = 8,
+    options: GenerationOptions = GenerationOptions(),
+    progress: bool = False,
 ) -> list[str]:
-    """Greedy answers for the conversations, in order."""
+    """Answers for the conversations, in order, batched."""
     import torch
+    from tqdm.auto import tqdm
+    from transformers import set_seed
 
-    from ftkit.models.special_tokens import stop_token_ids
-
+    set_seed(options.seed)
     variables = token_variables(tokenizer)
     stops = template.stop_strings(variables)
-    stop_ids = stop_token_ids(tokenizer, template)
+    kwargs = _generate_kwargs(tokenizer, template, options)
     tokenizer.padding_side = "left"
     model.eval()
     answers: list[str] = []
-    for start in range(0, len(conversations), batch_size):
-        batch = conversations[start : start + batch_size]
+    starts = range(0, len(conversations), options.batch_size)
+    for start in tqdm(starts, desc="Generating", unit="batch", disable=not progress):
+        batch = conversations[start : start + options.batch_size]
         prompts = [
-            template.render_text(
-                c["messages"], c.get("system"), add_generation_prompt=True, variables=variables
-            )
+            template.render_text(c["messages"], c.get("system"), add_generation_prompt=True, variables=variables)
             for c in batch
         ]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
-            model.device
-        )
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.inference_mode():
-            output = model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=stop_ids,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        for row in output[:, inputs["input_ids"].shape[1] :]:
-            text = tokenizer.decode(row, skip_special_tokens=False)
-            for stop in [*stops, tokenizer.pad_token or ""]:
-                if stop and stop in text:
-                    text = text[: text.index(stop)]
-            answers.append(text.strip())
+            output = model.generate(**inputs, **kwargs)
+        answers += [_answer(tokenizer, row, stops) for row in output[:, inputs["input_ids"].shape[1] :]]
     return answers
 
 
@@ -141,7 +158,7 @@ def generate_file(recipe: Recipe, request: GenerationRequest) -> list[dict[str, 
     conversations = read_conversations(request.input)
     model, tokenizer = load_for_inference(recipe, request.model)
     template = get_template(recipe.model.template, tokenizer)
-    answers = generate(model, tokenizer, template, conversations, request.max_new_tokens, request.batch_size)
+    answers = generate(model, tokenizer, template, conversations, request.options, progress=True)
     results = [{**c, "response": a} for c, a in zip(conversations, answers, strict=True)]
     if request.output:
         from ftkit.atomic import atomic_write_text
@@ -152,3 +169,91 @@ def generate_file(recipe: Recipe, request: GenerationRequest) -> list[dict[str, 
         for result in results:
             print(f"### {result['messages'][-1]['content']}\n{result['response']}\n")
     return results
+
+
+HELP = "Type a message. /reset starts a new conversation, /exit (or Ctrl-D) quits."
+
+
+def chat(
+    recipe: Recipe,
+    model_dir: str | None = None,
+    options: GenerationOptions = GenerationOptions(max_new_tokens=256),
+    read: Callable[[str], str] = input,
+    out: TextIO = sys.stdout,
+) -> list[dict[str, str]]:
+    """A multi-turn conversation in the terminal, answers streamed as they are generated."""
+    import torch
+
+    if not recipe.model.template:
+        raise UserError("chat needs model.template in the recipe")
+    model, tokenizer = load_for_inference(recipe, model_dir)
+    template = get_template(recipe.model.template, tokenizer)
+    variables = token_variables(tokenizer)
+    stops = template.stop_strings(variables)
+    kwargs = _generate_kwargs(tokenizer, template, options)
+    model.eval()
+    messages: list[dict[str, str]] = []
+    print(HELP, file=out)
+    while True:
+        try:
+            text = read("you> ").strip()
+        except EOFError:
+            break
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            messages = []
+            print("(new conversation)", file=out)
+            continue
+        if not text:
+            continue
+        messages.append({"role": "user", "content": text})
+        prompt = template.render_text(messages, recipe.data.system, add_generation_prompt=True, variables=variables)
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+        print("model> ", end="", file=out, flush=True)
+        streamer = _Stream(tokenizer, stops, out)
+        with torch.inference_mode():
+            output = model.generate(**inputs, **kwargs, streamer=streamer)
+        answer = _answer(tokenizer, output[0, inputs["input_ids"].shape[1] :], stops)
+        print(file=out, flush=True)
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+class _Stream:
+    """Write generated text as it arrives, holding back anything that could be the start of a stop string."""
+
+    def __init__(self, tokenizer: Any, stops: list[str], out: TextIO) -> None:
+        self.tokenizer, self.stops, self.out = tokenizer, [s for s in stops if s], out
+        self.ids: list[int] = []
+        self.shown = 0
+        self.prompt_seen = False
+        self.done = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # generate() first passes the prompt
+            self.prompt_seen = True
+            return
+        if self.done:
+            return
+        self.ids += value.reshape(-1).tolist()
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        cut = min((text.index(s) for s in self.stops if s in text), default=None)
+        if cut is not None:
+            text, self.done = text[:cut], True
+        else:  # keep back a possible partial stop marker and incomplete characters
+            hold = max((len(s) - 1 for s in self.stops), default=0)
+            text = text[: max(len(text) - hold, self.shown)].rstrip("\ufffd")
+        if len(text) > self.shown:
+            self.out.write(text[self.shown :])
+            self.out.flush()
+            self.shown = len(text)
+
+    def end(self) -> None:
+        if not self.done:
+            text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+            for stop in self.stops:
+                text = text.split(stop)[0]
+            if len(text) > self.shown:
+                self.out.write(text[self.shown :])
+            self.out.flush()

@@ -324,19 +324,10 @@ def _key(
     )
 
 
-def build_data(recipe: Recipe, tokenizer: Any, template: Any) -> BuiltData:
-    """The stage's train (and eval) data for the recipe, from the cache when the inputs are unchanged."""
-    registry = Registry(recipe.data.dataset_dir)
-    rows, fingerprints = _sources(recipe, registry)
-    key = _key(recipe, registry, fingerprints, tokenizer, template)
-    cache = DataCache(recipe.data.cache_dir) if recipe.data.cache else None
-    if cache is not None and (hit := cache.load(key)) is not None:
-        splits, saved = hit
-        report = DataReport.from_dict(saved)
-        report.cache = {"key": key, "hit": True, "path": str(cache.path(key))}
-        return BuiltData(splits["train"], splits.get("eval"), report)
-
-    report = DataReport()
+def normalize(
+    recipe: Recipe, registry: Registry, rows: dict[str, Any], report: DataReport
+) -> tuple[Any, Any | None]:
+    """The recipe's train and eval splits as normalized examples (mixed, held out), before processing."""
 
     def normalized(refs: list[DatasetRef]) -> Any:
         parts = []
@@ -354,6 +345,31 @@ def build_data(recipe: Recipe, tokenizer: Any, template: Any) -> BuiltData:
     evaluation = normalized(recipe.data.eval) if recipe.data.eval else None
     if recipe.data.val_size is not None:
         train, evaluation = hold_out(train, recipe.data.val_size, recipe.train.seed)
+    return train, evaluation
+
+
+def normalized_splits(recipe: Recipe) -> tuple[Any, Any | None, Registry]:
+    """Normalized train and eval examples (what `ftkit eval` generates from), and the registry."""
+    registry = Registry(recipe.data.dataset_dir)
+    rows, _ = _sources(recipe, registry)
+    train, evaluation = normalize(recipe, registry, rows, DataReport())
+    return train, evaluation, registry
+
+
+def build_data(recipe: Recipe, tokenizer: Any, template: Any) -> BuiltData:
+    """The stage's train (and eval) data for the recipe, from the cache when the inputs are unchanged."""
+    registry = Registry(recipe.data.dataset_dir)
+    rows, fingerprints = _sources(recipe, registry)
+    key = _key(recipe, registry, fingerprints, tokenizer, template)
+    cache = DataCache(recipe.data.cache_dir) if recipe.data.cache else None
+    if cache is not None and (hit := cache.load(key)) is not None:
+        splits, saved = hit
+        report = DataReport.from_dict(saved)
+        report.cache = {"key": key, "hit": True, "path": str(cache.path(key))}
+        return BuiltData(splits["train"], splits.get("eval"), report)
+
+    report = DataReport()
+    train, evaluation = normalize(recipe, registry, rows, report)
     splits = {"train": train} if evaluation is None else {"train": train, "eval": evaluation}
     sources = {name: registry.get(name).source for name in rows}
     for name in list(splits):

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from ftkit.errors import UserError
+from ftkit.metrics import final_number
 
 Score = float | None
 
@@ -30,19 +31,6 @@ def _text(completion: Any) -> str:
     if isinstance(completion, list):
         return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
     return str(completion)
-
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def final_number(text: str) -> float | None:
-    """The answer a math solution states: after `####`, inside the last `\\boxed{}`, else its last number."""
-    for pattern in (r"####\s*(-?[\d,]*\.?\d+)", r"\\boxed\{\s*(-?[\d,]*\.?\d+)\s*\}"):
-        found = re.findall(pattern, text)
-        if found:
-            return float(found[-1].replace(",", ""))
-    numbers = _NUMBER.findall(text)
-    return float(numbers[-1].replace(",", "")) if numbers else None
 
 
 def exact_match(completions: Sequence[Any], reference: Sequence[str | None], **_: Any) -> list[Score]:

@@ -1,0 +1,176 @@
+"""`ftkit eval`: loss and perplexity on the eval data, and task metrics on generated answers, for the
+fine-tuned model and (with --compare-base) the base model, side by side; saved as eval_results.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftkit.atomic import atomic_write_text
+from ftkit.config import Recipe
+from ftkit.errors import UserError
+from ftkit.infer import GenerationOptions, generate, load_for_inference
+from ftkit.metrics import accuracy, exact_match, numeric_accuracy, rouge
+
+log = logging.getLogger(__name__)
+RESULTS_FILE = "eval_results.json"
+LOWER_IS_BETTER = ("loss", "perplexity")
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    compare_base: bool = False
+    model: str | None = None
+    max_samples: int | None = None
+
+
+def _eval_examples(recipe: Recipe, limit: int | None) -> tuple[Any, list[str]]:
+    """Normalized eval examples that end with an answer, and the labels of the classification entries."""
+    from ftkit.data.pipeline import normalized_splits
+
+    _, evaluation, registry = normalized_splits(recipe)
+    if evaluation is None:
+        raise UserError("ftkit eval needs eval data: set data.eval or data.val_size in the recipe")
+    labels = sorted({label for ref in recipe.data.eval for label in (registry.get(ref.name).label_map or {}).values()})
+    keep = [i for i, messages in enumerate(evaluation["messages"]) if messages and messages[-1]["role"] == "assistant"]
+    if not keep:
+        raise UserError("the eval data has no answers to compare with (every example ends with a prompt)")
+    evaluation = evaluation.select(keep[:limit] if limit else keep)
+    return evaluation, labels
+
+
+def loss_and_perplexity(model: Any, tokenizer: Any, template: Any, recipe: Recipe, batch_size: int,
+                        limit: int | None) -> dict[str, float]:
+    """Mean negative log-likelihood of the trained tokens (answers) of the eval data, and its exp."""
+    import torch
+
+    from ftkit.data.pipeline import build_data
+
+    data = build_data(recipe, tokenizer, template)
+    evaluation = data.eval
+    if evaluation is None:
+        raise UserError("ftkit eval needs eval data: set data.eval or data.val_size in the recipe")
+    if limit:
+        evaluation = evaluation.select(range(min(limit, len(evaluation))))
+    total, count = 0.0, 0
+    model.eval()
+    for start in range(0, len(evaluation), batch_size):
+        batch = evaluation[start : start + batch_size]
+        width = max(len(ids) for ids in batch["input_ids"])
+        pad = tokenizer.pad_token_id or 0
+        ids = torch.tensor([row + [pad] * (width - len(row)) for row in batch["input_ids"]])
+        labels = torch.tensor([row + [-100] * (width - len(row)) for row in batch["labels"]])
+        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch["input_ids"]])
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+        targets = labels[:, 1:].to(logits.device)
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        total += losses.item()
+        count += int((targets != -100).sum())
+    loss = total / max(count, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+
+def task_metrics(answers: list[str], references: list[str], metrics: list[str], labels: list[str]) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    if "exact_match" in metrics:
+        scores["exact_match"] = exact_match(answers, references)
+    if "accuracy" in metrics:
+        scores["accuracy"] = accuracy(answers, references, labels or None)
+    if "numeric_match" in metrics:
+        scores["numeric_match"] = numeric_accuracy(answers, references)
+    if "rouge" in metrics:
+        scores |= rouge(answers, references)
+    return scores
+
+
+def score_model(model: Any, recipe: Recipe, examples: Any, labels: list[str], limit: int | None) -> dict[str, Any]:
+    from ftkit.models.loader import load_tokenizer_and_template
+
+    config = recipe.eval
+    bundle = load_tokenizer_and_template(recipe.model, recipe.stage)
+    if model.get_input_embeddings().weight.shape[0] < len(bundle.tokenizer):
+        model.resize_token_embeddings(len(bundle.tokenizer), mean_resizing=True)  # base without added tokens
+    scores: dict[str, Any] = {}
+    if {"loss", "perplexity"} & set(config.metrics):
+        measured = loss_and_perplexity(model, bundle.tokenizer, bundle.template, recipe, config.batch_size, limit)
+        scores |= {k: v for k, v in measured.items() if k in config.metrics}
+    generated = [m for m in config.metrics if m not in LOWER_IS_BETTER]
+    if generated:
+        conversations = [{"system": s, "messages": m[:-1]} for s, m in zip(examples["system"], examples["messages"],
+                                                                             strict=True)]
+        references = [m[-1]["content"] for m in examples["messages"]]
+        options = GenerationOptions(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
+        answers = generate(model, bundle.tokenizer, bundle.template, conversations, options, progress=True)
+        scores |= task_metrics(answers, references, generated, labels)
+        scores["samples"] = [
+            {"prompt": c["messages"][-1]["content"], "reference": r, "answer": a}
+            for c, r, a in list(zip(conversations, references, answers, strict=True))[:5]
+        ]
+    return scores
+
+
+def _change(metric: str, base: float, tuned: float) -> str:
+    """Relative improvement (lower is better for loss and perplexity); absolute when the base scored 0."""
+    if base == 0:
+        return f"{tuned - base:+.4f} abs"
+    better = (base - tuned) / abs(base) if metric in LOWER_IS_BETTER else (tuned - base) / abs(base)
+    return f"{better * 100:+.1f}%"
+
+
+def table(results: dict[str, Any]) -> str:
+    tuned = {k: v for k, v in results["fine_tuned"].items() if isinstance(v, float)}
+    base = {k: v for k, v in results.get("base", {}).items() if isinstance(v, float)}
+    if not base:
+        return "\n".join(f"{metric:<14} {value:.4f}" for metric, value in tuned.items())
+    lines = [f"{'metric':<14} {'base':>10} {'fine-tuned':>11} {'improvement':>12}"]
+    for metric, value in tuned.items():
+        lines.append(f"{metric:<14} {base[metric]:>10.4f} {value:>11.4f} {_change(metric, base[metric], value):>12}")
+    return "\n".join(lines)
+
+
+def evaluate(recipe: Recipe, request: EvalRequest) -> dict[str, Any]:
+    """Score the fine-tuned model (and the base model); write eval_results.json into the run's output_dir."""
+    if not recipe.model.template:
+        raise UserError("ftkit eval renders prompts with a chat template: the recipe needs model.template")
+    limit = request.max_samples or recipe.eval.max_samples
+    examples, labels = _eval_examples(recipe, limit)
+    model, _ = load_for_inference(recipe, request.model)
+    results: dict[str, Any] = {"examples": len(examples), "metrics": recipe.eval.metrics}
+    results["fine_tuned"] = score_model(model, recipe, examples, labels, limit)
+    if request.compare_base:
+        from transformers import AutoModelForCausalLM
+
+        base = base_model_path(recipe)
+        log.info("scoring the base model %s", base)
+        try:
+            base_model = AutoModelForCausalLM.from_pretrained(base)
+        except OSError as exc:
+            raise UserError(f"cannot load the base model {base!r}: {exc}") from None
+        results["base"] = score_model(base_model, recipe, examples, labels, limit)
+        results["improvement"] = {
+            metric: _change(metric, results["base"][metric], value)
+            for metric, value in results["fine_tuned"].items()
+            if isinstance(value, float)
+        }
+    output = Path(recipe.train.output_dir) / RESULTS_FILE
+    atomic_write_text(output, json.dumps(results, indent=2) + "\n")
+    log.info("wrote %s", output)
+    return results
+
+
+def base_model_path(recipe: Recipe) -> str:
+    """The model the run started from (for a from-scratch run, the initial weights it saved)."""
+    from ftkit.rundir import read_run
+
+    run = read_run(recipe.train.output_dir) or {}
+    recorded = run.get("base_model")
+    if recorded and (Path(recipe.train.output_dir) / recorded).is_dir():
+        return str(Path(recipe.train.output_dir) / recorded)
+    return recipe.model.name_or_path

@@ -1,0 +1,108 @@
+"""Task metrics on generated answers, with the parsing they share with the GRPO rewards.
+
+Each metric takes predictions and references (lists of text) and returns a score in [0, 1].
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def final_number(text: str) -> float | None:
+    """The answer a math solution states: after `####`, inside the last `\\boxed{}`, else its last number."""
+    for pattern in (r"####\s*(-?[\d,]*\.?\d+)", r"\\boxed\{\s*(-?[\d,]*\.?\d+)\s*\}"):
+        found = re.findall(pattern, text)
+        if found:
+            return float(found[-1].replace(",", ""))
+    numbers = _NUMBER.findall(text)
+    return float(numbers[-1].replace(",", "")) if numbers else None
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, no punctuation, no articles, single spaces (SQuAD's exact-match normalization)."""
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
+    pairs = list(zip(predictions, references, strict=True))
+    return sum(normalize_answer(p) == normalize_answer(r) for p, r in pairs) / len(pairs) if pairs else 0.0
+
+
+def predicted_label(prediction: str, labels: Sequence[str]) -> str | None:
+    """The label the prediction names first (whole words, case-insensitive), or None."""
+    found = []
+    for label in labels:
+        match = re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", prediction.lower())
+        if match:
+            found.append((match.start(), -len(label), label))
+    return min(found)[2] if found else None
+
+
+def accuracy(predictions: Sequence[str], references: Sequence[str], labels: Sequence[str] | None = None) -> float:
+    """Generative classification: the label a prediction names first equals the reference label."""
+    labels = list(labels or sorted(set(references)))
+    pairs = list(zip(predictions, references, strict=True))
+    hits = sum(predicted_label(p, labels) is not None and predicted_label(p, labels).lower() == r.lower()
+               for p, r in pairs)
+    return hits / len(pairs) if pairs else 0.0
+
+
+def numeric_accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Math: the prediction's final number equals the reference's."""
+    scored = [(final_number(p), final_number(r)) for p, r in zip(predictions, references, strict=True)]
+    scored = [(p, r) for p, r in scored if r is not None]
+    return sum(p is not None and abs(p - r) < 1e-6 for p, r in scored) / len(scored) if scored else 0.0
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _f1(overlap: int, predicted: int, reference: int) -> float:
+    if overlap == 0 or predicted == 0 or reference == 0:
+        return 0.0
+    precision, recall = overlap / predicted, overlap / reference
+    return 2 * precision * recall / (precision + recall)
+
+
+def _ngrams(words: list[str], n: int) -> Counter:
+    return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+def rouge_n(prediction: str, reference: str, n: int) -> float:
+    predicted, referenced = _ngrams(_words(prediction), n), _ngrams(_words(reference), n)
+    return _f1(sum((predicted & referenced).values()), sum(predicted.values()), sum(referenced.values()))
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b, start=1):
+            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    predicted, referenced = _words(prediction), _words(reference)
+    return _f1(_lcs(predicted, referenced), len(predicted), len(referenced))
+
+
+def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """ROUGE-1, ROUGE-2 and ROUGE-L F1 over lower-cased words, averaged over the examples."""
+    pairs = list(zip(predictions, references, strict=True))
+    if not pairs:
+        return {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    return {
+        "rouge1": sum(rouge_n(p, r, 1) for p, r in pairs) / len(pairs),
+        "rouge2": sum(rouge_n(p, r, 2) for p, r in pairs) / len(pairs),
+        "rougeL": sum(rouge_l(p, r) for p, r in pairs) / len(pairs),
+    }
