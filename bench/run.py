@@ -89,8 +89,15 @@ def merge_memory() -> dict[str, float]:
     tokenizer = AutoTokenizer.from_pretrained(ROOT / "examples" / "tiny-chatml")
     with tempfile.TemporaryDirectory() as work:
         for layers in (10, 30):
-            config = LlamaConfig(vocab_size=8000, hidden_size=512, intermediate_size=1536, num_hidden_layers=layers,
-                                 num_attention_heads=8, num_key_value_heads=8, tie_word_embeddings=False)
+            config = LlamaConfig(
+                vocab_size=8000,
+                hidden_size=512,
+                intermediate_size=1536,
+                num_hidden_layers=layers,
+                num_attention_heads=8,
+                num_key_value_heads=8,
+                tie_word_embeddings=False,
+            )
             base, adapter = Path(work) / f"base{layers}", Path(work) / f"adapter{layers}"
             model = AutoModelForCausalLM.from_config(config)
             model.save_pretrained(base, max_shard_size="16MB")
@@ -101,8 +108,13 @@ def merge_memory() -> dict[str, float]:
             for how in ("streaming", "whole"):
                 out = Path(work) / f"{how}{layers}"
                 out.mkdir()
-                probe = subprocess.run([sys.executable, "-c", MERGE_PROBE, str(base), str(adapter), str(out), how],
-                                       capture_output=True, text=True, check=True, cwd=ROOT)
+                probe = subprocess.run(
+                    [sys.executable, "-c", MERGE_PROBE, str(base), str(adapter), str(out), how],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=ROOT,
+                )
                 growth = json.loads(probe.stdout.strip().splitlines()[-1])["growth"]
                 results[f"merge {size:.0f} MB base, {how} (peak MB added)"] = growth
     return results

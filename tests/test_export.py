@@ -64,14 +64,17 @@ def assert_merge_matches(base: Path, adapter: Path, out: Path) -> dict:
     record = json.loads((out / "export.json").read_text())
     assert record["method"] == "streaming" and record["output_shards"] > 1
     ids = torch.tensor([[3, 17, 42, 8, 99, 5, 61]])
-    expected = logits_of(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).eval(), ids)
+    expected = logits_of(
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).eval(), ids
+    )
     merged = AutoModelForCausalLM.from_pretrained(out).eval()
     torch.testing.assert_close(logits_of(merged, ids), expected, **TOLERANCE)
     return record
 
 
 @pytest.mark.parametrize(
-    "lora", [{}, {"use_rslora": True}, {"use_dora": True}, {"modules_to_save": ["lm_head"]}],
+    "lora",
+    [{}, {"use_rslora": True}, {"use_dora": True}, {"modules_to_save": ["lm_head"]}],
     ids=["lora", "rslora", "dora", "modules_to_save"],
 )
 def test_streaming_merge_equals_base_plus_adapter(tmp_path, sharded_base, lora):
@@ -86,11 +89,14 @@ def test_qlora_trained_adapter_merges_into_the_full_precision_base(tmp_path, sha
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     quantized = AutoModelForCausalLM.from_pretrained(
-        sharded_base, quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32),
+        sharded_base,
+        quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32),
         device_map={"": "cpu"},
     )
-    model = get_peft_model(prepare_model_for_kbit_training(quantized, use_gradient_checkpointing=False),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    model = get_peft_model(
+        prepare_model_for_kbit_training(quantized, use_gradient_checkpointing=False),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     ids = torch.randint(0, 300, (2, 12))
     for _ in range(3):
@@ -115,8 +121,10 @@ def test_pickle_base_falls_back_to_the_whole_model_and_says_why(tmp_path, chatml
     adapter = tmp_path / "adapter"
     from peft import LoraConfig, get_peft_model
 
-    get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                   LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False)).save_pretrained(adapter)
+    get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False),
+    ).save_pretrained(adapter)
     with caplog.at_level("WARNING"):
         export(ExportRequest(str(base), str(adapter), str(tmp_path / "out")))
     record = json.loads((tmp_path / "out" / "export.json").read_text())
@@ -161,12 +169,19 @@ MEMORY_PROBE = textwrap.dedent(
 def _memory_growth(base: Path, adapter: Path, out: Path, how: str) -> float:
     """How far the process's resident memory rose above where it stood before the merge (MB)."""
     out.mkdir()
-    probe = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(base), str(adapter), str(out), how],
-                           capture_output=True, text=True, cwd=ROOT, check=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(base), str(adapter), str(out), how],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     return json.loads(probe.stdout.strip().splitlines()[-1])["growth"]
 
 
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory is measured through Linux /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="peak memory is measured through Linux /proc"
+)
 def test_streaming_merge_memory_stays_near_one_shard(tmp_path, chatml_tokenizer):
     """Bases of ~160 MB and ~420 MB in 16 MB shards: the streaming merge's memory does not grow with the
     model (it holds about one tensor at a time), while loading the whole model costs about the model."""
@@ -174,8 +189,15 @@ def test_streaming_merge_memory_stays_near_one_shard(tmp_path, chatml_tokenizer)
 
     sizes, growth = {}, {}
     for name, layers in (("small", 10), ("large", 30)):
-        config = LlamaConfig(vocab_size=8000, hidden_size=512, intermediate_size=1536, num_hidden_layers=layers,
-                             num_attention_heads=8, num_key_value_heads=8, tie_word_embeddings=False)
+        config = LlamaConfig(
+            vocab_size=8000,
+            hidden_size=512,
+            intermediate_size=1536,
+            num_hidden_layers=layers,
+            num_attention_heads=8,
+            num_key_value_heads=8,
+            tie_word_embeddings=False,
+        )
         base = tmp_path / name
         AutoModelForCausalLM.from_config(config).save_pretrained(base, max_shard_size="16MB")
         chatml_tokenizer.save_pretrained(base)
@@ -200,12 +222,20 @@ def test_accuracy_parses_the_first_label_named():
     labels = ["positive", "negative", "neutral"]
     assert predicted_label("It is negative, not positive.", labels) == "negative"
     assert predicted_label("non-negative", labels) is None
-    assert accuracy(["Positive!", "negative", "I think neutral", "??"], ["positive", "positive", "neutral", "negative"],
-                    labels) == 0.5
+    assert (
+        accuracy(
+            ["Positive!", "negative", "I think neutral", "??"],
+            ["positive", "positive", "neutral", "negative"],
+            labels,
+        )
+        == 0.5
+    )
 
 
 def test_numeric_accuracy():
-    assert numeric_accuracy(["so it is 42", "#### 7", "none"], ["#### 42", "x = 8\n#### 8", "#### 1"]) == pytest.approx(1 / 3)
+    assert numeric_accuracy(
+        ["so it is 42", "#### 7", "none"], ["#### 42", "x = 8\n#### 8", "#### 1"]
+    ) == pytest.approx(1 / 3)
 
 
 def test_rouge_known_values():
@@ -226,8 +256,13 @@ def test_rouge_known_values():
 def quick(tmp_path_factory) -> list[str]:
     """The quickstart recipe, trained briefly into a temporary folder (with eval data held out)."""
     out = tmp_path_factory.mktemp("quick") / "run"
-    overrides = [f"train.output_dir={out}", "train.max_steps=60", "data.val_size=16",
-                 "eval.metrics=[loss,perplexity,exact_match,accuracy,rouge]", "eval.max_new_tokens=16"]
+    overrides = [
+        f"train.output_dir={out}",
+        "train.max_steps=60",
+        "data.val_size=16",
+        "eval.metrics=[loss,perplexity,exact_match,accuracy,rouge]",
+        "eval.max_new_tokens=16",
+    ]
     result = run_cli("train", "examples/quickstart.yaml", *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     return overrides
@@ -237,8 +272,21 @@ def test_generate_samples_with_temperature(tmp_path, quick):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "What is 6 plus 3?"}\n' * 3)
     out = tmp_path / "answers.jsonl"
-    result = run_cli("generate", "examples/quickstart.yaml", *quick, "--input", str(prompts), "--output", str(out),
-                     "--temperature", "1.5", "--top-p", "0.9", "--seed", "3")
+    result = run_cli(
+        "generate",
+        "examples/quickstart.yaml",
+        *quick,
+        "--input",
+        str(prompts),
+        "--output",
+        str(out),
+        "--temperature",
+        "1.5",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "3",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(out.read_text().splitlines()) == 3
 
@@ -247,7 +295,10 @@ def test_chat_streams_answers_and_resets(quick):
     process = subprocess.run(
         [sys.executable, "-m", "ftkit", "chat", "examples/quickstart.yaml", *quick, "--max-new-tokens", "12"],
         input="What is 6 plus 3?\n/reset\nWhich day comes after Friday?\n/exit\n",
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert process.returncode == 0, process.stderr[-2000:]
     out = process.stdout
@@ -265,7 +316,9 @@ def test_eval_compares_with_the_base_model(quick):
     for key in ("loss", "perplexity", "exact_match", "accuracy", "rouge1", "rouge2", "rougeL"):
         assert key in results["fine_tuned"] and key in results["base"]
     assert results["fine_tuned"]["loss"] < results["base"]["loss"]
-    assert results["fine_tuned"]["perplexity"] == pytest.approx(2.718281828 ** results["fine_tuned"]["loss"], rel=1e-6)
+    assert results["fine_tuned"]["perplexity"] == pytest.approx(
+        2.718281828 ** results["fine_tuned"]["loss"], rel=1e-6
+    )
     assert results["improvement"]["loss"].startswith("+")
 
 
@@ -280,8 +333,19 @@ def test_cli_export_with_flags_casts_and_shards(tmp_path, sharded_base):
 
     adapter = make_adapter(sharded_base, tmp_path / "adapter")
     out = tmp_path / "bf16"
-    result = run_cli("export", "--base", str(sharded_base), "--adapter", str(adapter), "--out", str(out),
-                     "--dtype", "bfloat16", "--shard-size", "80KB")
+    result = run_cli(
+        "export",
+        "--base",
+        str(sharded_base),
+        "--adapter",
+        str(adapter),
+        "--out",
+        str(out),
+        "--dtype",
+        "bfloat16",
+        "--shard-size",
+        "80KB",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
     shards = sorted(out.glob("model-*.safetensors"))

@@ -8,8 +8,8 @@ import torch
 
 from ftkit.config.sections.adapter import FreezeAdapter, FullAdapter, LoraAdapter
 from ftkit.errors import UserError
-from ftkit.models.adapters import apply_adapter, count_parameters, decoder_layers
 from ftkit.metrics import final_number
+from ftkit.models.adapters import apply_adapter, count_parameters, decoder_layers
 from ftkit.stages.rewards import REWARDS, resolve_reward
 
 

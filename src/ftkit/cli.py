@@ -176,9 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--force", action="store_true", help="replace an existing output directory")
 
     def generation_arguments(sub: argparse.ArgumentParser, max_new_tokens: int) -> None:
-        sub.add_argument("--model", help="model directory (default: the recipe's merged export, else base+adapter)")
+        sub.add_argument(
+            "--model", help="model directory (default: the recipe's merged export, else base+adapter)"
+        )
         sub.add_argument("--max-new-tokens", type=_positive, default=max_new_tokens)
-        sub.add_argument("--temperature", type=float, default=0.0, help="0: greedy decoding (default); >0 samples")
+        sub.add_argument(
+            "--temperature", type=float, default=0.0, help="0: greedy decoding (default); >0 samples"
+        )
         sub.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold when sampling")
         sub.add_argument("--batch-size", type=_positive, default=8)
         sub.add_argument("--seed", type=int, default=0, help="seed of the sampling")
@@ -196,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("eval", _eval, "Loss, perplexity and task metrics on the eval data (eval_results.json).")
     recipe_arguments(sub)
     sub.add_argument("--compare-base", action="store_true", help="also score the base model, side by side")
-    sub.add_argument("--model", help="model directory (default: the recipe's merged export, else base+adapter)")
+    sub.add_argument(
+        "--model", help="model directory (default: the recipe's merged export, else base+adapter)"
+    )
     sub.add_argument("--max-samples", type=_positive, help="evaluate on at most this many examples")
 
     sub = command("datasets", _datasets, "List the entries of a dataset registry (dataset_info.json).")

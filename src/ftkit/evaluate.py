@@ -35,16 +35,23 @@ def _eval_examples(recipe: Recipe, limit: int | None) -> tuple[Any, list[str]]:
     _, evaluation, registry = normalized_splits(recipe)
     if evaluation is None:
         raise UserError("ftkit eval needs eval data: set data.eval or data.val_size in the recipe")
-    labels = sorted({label for ref in recipe.data.eval for label in (registry.get(ref.name).label_map or {}).values()})
-    keep = [i for i, messages in enumerate(evaluation["messages"]) if messages and messages[-1]["role"] == "assistant"]
+    labels = sorted(
+        {label for ref in recipe.data.eval for label in (registry.get(ref.name).label_map or {}).values()}
+    )
+    keep = [
+        i
+        for i, messages in enumerate(evaluation["messages"])
+        if messages and messages[-1]["role"] == "assistant"
+    ]
     if not keep:
         raise UserError("the eval data has no answers to compare with (every example ends with a prompt)")
     evaluation = evaluation.select(keep[:limit] if limit else keep)
     return evaluation, labels
 
 
-def loss_and_perplexity(model: Any, tokenizer: Any, template: Any, recipe: Recipe, batch_size: int,
-                        limit: int | None) -> dict[str, float]:
+def loss_and_perplexity(
+    model: Any, tokenizer: Any, template: Any, recipe: Recipe, batch_size: int, limit: int | None
+) -> dict[str, float]:
     """Mean negative log-likelihood of the trained tokens (answers) of the eval data, and its exp."""
     import torch
 
@@ -66,10 +73,15 @@ def loss_and_perplexity(model: Any, tokenizer: Any, template: Any, recipe: Recip
         labels = torch.tensor([row + [-100] * (width - len(row)) for row in batch["labels"]])
         mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch["input_ids"]])
         with torch.inference_mode():
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+            logits = model(
+                input_ids=ids.to(model.device), attention_mask=mask.to(model.device)
+            ).logits.float()
         targets = labels[:, 1:].to(logits.device)
         losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+            logits[:, :-1].reshape(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
         )
         total += losses.item()
         count += int((targets != -100).sum())
@@ -77,7 +89,9 @@ def loss_and_perplexity(model: Any, tokenizer: Any, template: Any, recipe: Recip
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
 
-def task_metrics(answers: list[str], references: list[str], metrics: list[str], labels: list[str]) -> dict[str, float]:
+def task_metrics(
+    answers: list[str], references: list[str], metrics: list[str], labels: list[str]
+) -> dict[str, float]:
     scores: dict[str, float] = {}
     if "exact_match" in metrics:
         scores["exact_match"] = exact_match(answers, references)
@@ -90,7 +104,9 @@ def task_metrics(answers: list[str], references: list[str], metrics: list[str], 
     return scores
 
 
-def score_model(model: Any, recipe: Recipe, examples: Any, labels: list[str], limit: int | None) -> dict[str, Any]:
+def score_model(
+    model: Any, recipe: Recipe, examples: Any, labels: list[str], limit: int | None
+) -> dict[str, Any]:
     from ftkit.models.loader import load_tokenizer_and_template
 
     config = recipe.eval
@@ -99,12 +115,16 @@ def score_model(model: Any, recipe: Recipe, examples: Any, labels: list[str], li
         model.resize_token_embeddings(len(bundle.tokenizer), mean_resizing=True)  # base without added tokens
     scores: dict[str, Any] = {}
     if {"loss", "perplexity"} & set(config.metrics):
-        measured = loss_and_perplexity(model, bundle.tokenizer, bundle.template, recipe, config.batch_size, limit)
+        measured = loss_and_perplexity(
+            model, bundle.tokenizer, bundle.template, recipe, config.batch_size, limit
+        )
         scores |= {k: v for k, v in measured.items() if k in config.metrics}
     generated = [m for m in config.metrics if m not in LOWER_IS_BETTER]
     if generated:
-        conversations = [{"system": s, "messages": m[:-1]} for s, m in zip(examples["system"], examples["messages"],
-                                                                             strict=True)]
+        conversations = [
+            {"system": s, "messages": m[:-1]}
+            for s, m in zip(examples["system"], examples["messages"], strict=True)
+        ]
         references = [m[-1]["content"] for m in examples["messages"]]
         options = GenerationOptions(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
         answers = generate(model, bundle.tokenizer, bundle.template, conversations, options, progress=True)
@@ -131,7 +151,9 @@ def table(results: dict[str, Any]) -> str:
         return "\n".join(f"{metric:<14} {value:.4f}" for metric, value in tuned.items())
     lines = [f"{'metric':<14} {'base':>10} {'fine-tuned':>11} {'improvement':>12}"]
     for metric, value in tuned.items():
-        lines.append(f"{metric:<14} {base[metric]:>10.4f} {value:>11.4f} {_change(metric, base[metric], value):>12}")
+        lines.append(
+            f"{metric:<14} {base[metric]:>10.4f} {value:>11.4f} {_change(metric, base[metric], value):>12}"
+        )
     return "\n".join(lines)
 
 

@@ -47,7 +47,13 @@ class ExportRequest:
                 "there is no adapter to merge"
             )
         return cls(
-            None, export.adapter_dir, export.output_dir, export.dtype, export.shard_size, force, recipe.model.template
+            None,
+            export.adapter_dir,
+            export.output_dir,
+            export.dtype,
+            export.shard_size,
+            force,
+            recipe.model.template,
         )
 
 
@@ -70,7 +76,9 @@ def resolve_base(request: ExportRequest) -> str:
 
 def _check_adapter(adapter: Path) -> None:
     if not (adapter / "adapter_config.json").is_file():
-        raise UserError(f"{adapter} holds no LoRA adapter (adapter_config.json); train first or pass --adapter")
+        raise UserError(
+            f"{adapter} holds no LoRA adapter (adapter_config.json); train first or pass --adapter"
+        )
     run = read_run(adapter)
     if run is not None and run.get("status") != "completed":
         raise UserError(
@@ -88,7 +96,9 @@ def local_checkpoint(base: str) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(base, allow_patterns=["*.json", "*.safetensors", "*.py", "*.txt", "*.model"]))
+        return Path(
+            snapshot_download(base, allow_patterns=["*.json", "*.safetensors", "*.py", "*.txt", "*.model"])
+        )
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
         raise UserError(f"cannot get the base model {base!r}: {exc}") from None
 
@@ -119,7 +129,9 @@ def load_and_merge(request: ExportRequest, base: str) -> tuple[Any, Any]:
 def _tokenizer(adapter: Path, base: str) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(adapter) if (adapter / "tokenizer_config.json").is_file() else base)
+    return AutoTokenizer.from_pretrained(
+        str(adapter) if (adapter / "tokenizer_config.json").is_file() else base
+    )
 
 
 def _stop_ids(tokenizer: Any, template_name: str | None) -> list[int] | None:
@@ -181,9 +193,16 @@ def export(request: ExportRequest) -> Path:
             _write_config(base_dir, staging, request.dtype, report.vocab_size)
             tokenizer = _tokenizer(adapter, base)
             record |= {"method": "streaming", **asdict(report)}
-            log.info("streamed %d tensors (%d LoRA modules merged, %d replaced) from %d shard(s) into %d; "
-                     "peak memory %.0f MB", report.tensors, report.merged_modules, report.replaced_tensors,
-                     report.input_shards, report.output_shards, report.peak_memory_mb)
+            log.info(
+                "streamed %d tensors (%d LoRA modules merged, %d replaced) from %d shard(s) into %d; "
+                "peak memory %.0f MB",
+                report.tensors,
+                report.merged_modules,
+                report.replaced_tensors,
+                report.input_shards,
+                report.output_shards,
+                report.peak_memory_mb,
+            )
         except CannotStream as why:
             log.warning("cannot merge shard by shard (%s): loading the whole model instead", why)
             for child in staging.iterdir():

@@ -58,8 +58,14 @@ def read_conversations(path: str | Path) -> list[dict[str, Any]]:
             messages = row["messages"]
         else:
             raise UserError(f'{path}:{number}: expected {{"prompt": "..."}} or {{"messages": [...]}}')
-        if not messages or not isinstance(messages[-1], dict) or messages[-1].get("role") not in ("user", "tool"):
-            raise UserError(f"{path}:{number}: the conversation must end with a user (or tool) message to answer")
+        if (
+            not messages
+            or not isinstance(messages[-1], dict)
+            or messages[-1].get("role") not in ("user", "tool")
+        ):
+            raise UserError(
+                f"{path}:{number}: the conversation must end with a user (or tool) message to answer"
+            )
         rows.append({"system": row.get("system"), "messages": messages})
     if not rows:
         raise UserError(f"{path} holds no prompts")
@@ -85,7 +91,9 @@ def load_for_inference(recipe: Recipe, model_dir: str | None = None) -> tuple[An
     run_dir = recipe.train.output_dir
     run = read_run(run_dir)
     if run is None or run.get("status") != "completed":
-        raise UserError(f"no completed run in {run_dir} and no export in {export_dir}: train (and export) first")
+        raise UserError(
+            f"no completed run in {run_dir} and no export in {export_dir}: train (and export) first"
+        )
     if recipe.adapter.type != "lora":
         return load_model_dir(run_dir)
     from ftkit.export import ExportRequest, load_and_merge, resolve_base
@@ -141,10 +149,14 @@ def generate(
     for start in tqdm(starts, desc="Generating", unit="batch", disable=not progress):
         batch = conversations[start : start + options.batch_size]
         prompts = [
-            template.render_text(c["messages"], c.get("system"), add_generation_prompt=True, variables=variables)
+            template.render_text(
+                c["messages"], c.get("system"), add_generation_prompt=True, variables=variables
+            )
             for c in batch
         ]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            model.device
+        )
         with torch.inference_mode():
             output = model.generate(**inputs, **kwargs)
         answers += [_answer(tokenizer, row, stops) for row in output[:, inputs["input_ids"].shape[1] :]]
@@ -208,7 +220,9 @@ def chat(
         if not text:
             continue
         messages.append({"role": "user", "content": text})
-        prompt = template.render_text(messages, recipe.data.system, add_generation_prompt=True, variables=variables)
+        prompt = template.render_text(
+            messages, recipe.data.system, add_generation_prompt=True, variables=variables
+        )
         inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         print("model> ", end="", file=out, flush=True)
         streamer = _Stream(tokenizer, stops, out)

@@ -30,8 +30,17 @@ from ftkit.errors import UserError
 
 log = logging.getLogger(__name__)
 ADAPTER_PREFIX = "base_model.model."
-SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20,
-              "GIB": 2**30, "TIB": 2**40}
+SIZE_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 class CannotStream(Exception):
@@ -107,15 +116,20 @@ def _pattern_value(module: str, patterns: dict[str, Any], default: Any) -> Any:
 def read_adapter(directory: Path) -> Adapter:
     config = json.loads((directory / "adapter_config.json").read_text())
     if config.get("peft_type", "LORA") != "LORA":
-        raise UserError(f"{directory} holds a {config['peft_type']} adapter; ftkit merges LoRA (and DoRA) adapters")
+        raise UserError(
+            f"{directory} holds a {config['peft_type']} adapter; ftkit merges LoRA (and DoRA) adapters"
+        )
     weights = directory / "adapter_model.safetensors"
     if not weights.is_file():
         raise UserError(f"{directory} has no adapter_model.safetensors")
     adapter = Adapter(fan_in_fan_out=bool(config.get("fan_in_fan_out")))
     for key, tensor in load_file(str(weights)).items():
         name = key.removeprefix(ADAPTER_PREFIX)
-        match = re.fullmatch(r"(.+)\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B)\.(weight|bias)|"
-                             r"(.+)\.lora_embedding_(A|B)|(.+)\.lora_magnitude_vector(?:\.weight)?", name)
+        match = re.fullmatch(
+            r"(.+)\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B)\.(weight|bias)|"
+            r"(.+)\.lora_embedding_(A|B)|(.+)\.lora_magnitude_vector(?:\.weight)?",
+            name,
+        )
         if match is None:
             adapter.replacements[name] = tensor  # modules_to_save and saved embedding layers
             continue
@@ -132,7 +146,9 @@ def read_adapter(directory: Path) -> Adapter:
             entry.b = tensor
     for module, entry in adapter.modules.items():
         if entry.a is None or entry.b is None:
-            raise UserError(f"adapter module {module} lacks its lora_A or lora_B weights; the adapter is incomplete")
+            raise UserError(
+                f"adapter module {module} lacks its lora_A or lora_B weights; the adapter is incomplete"
+            )
         r = _pattern_value(module, config.get("rank_pattern") or {}, config["r"])
         alpha = _pattern_value(module, config.get("alpha_pattern") or {}, config["lora_alpha"])
         entry.scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
@@ -167,8 +183,16 @@ def base_shards(directory: Path) -> list[Path]:
 
 
 _SAFETENSORS_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
-    torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
 }
 _DTYPE_BY_CODE = {code: dtype for dtype, code in _SAFETENSORS_DTYPES.items()}
 
@@ -186,7 +210,9 @@ class _Slot:
     end: int
 
 
-def _plan(shards: list[Path], replacements: dict[str, torch.Tensor], dtype: torch.dtype | None, limit: int) -> list[_Slot]:
+def _plan(
+    shards: list[Path], replacements: dict[str, torch.Tensor], dtype: torch.dtype | None, limit: int
+) -> list[_Slot]:
     """Lay the output tensors out in shards of at most `limit` bytes (a larger tensor gets its own), in
     the base's order, from the checkpoint headers alone: nothing is read yet."""
     slots, shard, offset = [], 0, 0
@@ -196,7 +222,9 @@ def _plan(shards: list[Path], replacements: dict[str, torch.Tensor], dtype: torc
                 view = handle.get_slice(name)
                 code = view.get_dtype()
                 if code not in _DTYPE_BY_CODE:
-                    raise CannotStream(f"tensor {name} has dtype {code}, which the streaming writer does not handle")
+                    raise CannotStream(
+                        f"tensor {name} has dtype {code}, which the streaming writer does not handle"
+                    )
                 out_dtype = _DTYPE_BY_CODE[code]
                 shape = tuple(view.get_shape())
                 if name in replacements:
@@ -212,8 +240,14 @@ def _plan(shards: list[Path], replacements: dict[str, torch.Tensor], dtype: torc
 
 
 def _header(slots: list[_Slot]) -> bytes:
-    header = {s.name: {"dtype": _SAFETENSORS_DTYPES[s.dtype], "shape": list(s.shape), "data_offsets": [s.begin, s.end]}
-              for s in slots}
+    header = {
+        s.name: {
+            "dtype": _SAFETENSORS_DTYPES[s.dtype],
+            "shape": list(s.shape),
+            "data_offsets": [s.begin, s.end],
+        }
+        for s in slots
+    }
     header["__metadata__"] = {"format": "pt"}
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned
@@ -281,8 +315,11 @@ def stream_merge(
             tensor = _merged(slot.name, handles[slot.source].get_tensor(slot.name), adapter, report)
             tensor = tensor.to(slot.dtype).contiguous()
             assert tuple(tensor.shape) == slot.shape
-            output.write(tensor.view(torch.uint8).numpy().tobytes() if tensor.dtype == torch.bool
-                         else tensor.reshape(-1).view(torch.uint8).numpy())
+            output.write(
+                tensor.view(torch.uint8).numpy().tobytes()
+                if tensor.dtype == torch.bool
+                else tensor.reshape(-1).view(torch.uint8).numpy()
+            )
             report.tensors += 1
             report.total_bytes += slot.end - slot.begin
     finally:
@@ -291,8 +328,10 @@ def stream_merge(
         for handle in handles.values():
             handle.__exit__(None, None, None)
     if count > 1:
-        index = {"metadata": {"total_size": report.total_bytes},
-                 "weight_map": {slot.name: files[slot.shard] for slot in slots}}
+        index = {
+            "metadata": {"total_size": report.total_bytes},
+            "weight_map": {slot.name: files[slot.shard] for slot in slots},
+        }
         (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     report.peak_memory_mb = peak_memory_mb()
     return report

@@ -45,12 +45,16 @@ def predicted_label(prediction: str, labels: Sequence[str]) -> str | None:
     return min(found)[2] if found else None
 
 
-def accuracy(predictions: Sequence[str], references: Sequence[str], labels: Sequence[str] | None = None) -> float:
+def accuracy(
+    predictions: Sequence[str], references: Sequence[str], labels: Sequence[str] | None = None
+) -> float:
     """Generative classification: the label a prediction names first equals the reference label."""
     labels = list(labels or sorted(set(references)))
     pairs = list(zip(predictions, references, strict=True))
-    hits = sum(predicted_label(p, labels) is not None and predicted_label(p, labels).lower() == r.lower()
-               for p, r in pairs)
+    hits = sum(
+        predicted_label(p, labels) is not None and predicted_label(p, labels).lower() == r.lower()
+        for p, r in pairs
+    )
     return hits / len(pairs) if pairs else 0.0
 
 
