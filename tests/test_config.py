@@ -334,12 +334,27 @@ def test_more_validation(tmp_path, extra, message):
             "must be a multiple of it",
         ),
         ("stage: grpo\ngrpo: {reward_funcs: [{name: a, model: b}]}\n", "either a name"),
+        (
+            "stage: grpo\ngrpo: {reward_funcs: [exact_match], num_generations: 4}\n"
+            "train: {output_dir: o, per_device_train_batch_size: 4, per_device_eval_batch_size: 2}\n"
+            "data: {train: qa, val_size: 8}\n",
+            "per_device_eval_batch_size x nproc_per_node (2) must be a multiple of it",
+        ),
     ],
 )
 def test_training_loop_checks(tmp_path, extra, message):
     write(tmp_path, "base.yaml", MINIMAL)
     found = problems(write(tmp_path, "r.yaml", "base: base.yaml\n" + extra))
     assert any(message in p for p in found), found
+
+
+def test_grpo_groups_may_span_processes(tmp_path):
+    extra = (
+        "stage: grpo\ngrpo: {reward_funcs: [exact_match], num_generations: 8}\n"
+        "train: {output_dir: o, per_device_train_batch_size: 2}\ndistributed: {nproc_per_node: 4}\n"
+    )
+    write(tmp_path, "base.yaml", MINIMAL)
+    assert load_recipe(write(tmp_path, "r.yaml", "base: base.yaml\n" + extra)).grpo.num_generations == 8
 
 
 def test_best_model_saves_when_it_evaluates(tmp_path):
@@ -356,3 +371,30 @@ def test_best_model_saves_when_it_evaluates(tmp_path):
         "steps",
         25,
     )
+
+
+def test_unquoted_no_means_the_strategy_no(tmp_path):
+    recipe = load_recipe(
+        write(tmp_path, "r.yaml", MINIMAL + "  save_strategy: no\n"), ["train.eval_strategy=no"]
+    )
+    assert recipe.train.save_strategy == "no" and recipe.train.eval_strategy == "no"
+
+
+def test_unparsable_override_is_a_recipe_error(tmp_path):
+    [message] = problems(write(tmp_path, "r.yaml", MINIMAL), ["data.train=[a,b"])
+    assert message.startswith("cannot parse overrides data.train=[a,b")
+
+
+def test_a_child_or_override_may_replace_a_list_with_another_kind(tmp_path):
+    write(tmp_path, "base.yaml", MINIMAL.replace("train: qa", "train: [qa, other]"))
+    child = write(tmp_path, "child.yaml", "base: base.yaml\ndata:\n  train: {name: qa, weight: 2}\n")
+    assert [(ref.name, ref.weight) for ref in load_recipe(child).data.train] == [("qa", 2.0)]
+    assert [ref.name for ref in load_recipe(child, ["data.train=mix"]).data.train] == ["mix"]
+    [message] = problems(child, ["data.train.wieght=1"])
+    assert "child.yaml:3" in message and "data.train[0].wieght" in message  # not the base's replaced list
+
+
+def test_override_does_not_take_the_blame_for_its_parent_section(tmp_path):
+    recipe_text = MINIMAL.replace("  template: chatml\n", "")
+    [message] = problems(write(tmp_path, "r.yaml", recipe_text), ["model.revision=abc"])
+    assert "r.yaml:1" in message and "command line" not in message

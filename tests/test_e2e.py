@@ -129,15 +129,21 @@ def test_generate_prints_answers(trained, tmp_path):
     assert all(isinstance(r["response"], str) for r in rows)
 
 
-def test_template_tokens_added_to_a_base_tokenizer(tmp_path):
-    """ChatML taught to a model whose tokenizer lacks its markers: tokens added, rows trained, merged."""
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_template_tokens_added_to_a_base_tokenizer(tmp_path, tied):
+    """ChatML taught to a model whose tokenizer lacks its markers: tokens added, rows trained, merged
+    shard by shard into a model whose logits equal base + adapter."""
+    import torch
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ftkit.testing import GPT2, save_tiny_model, tiny_llama_config, train_tokenizer
     from tests.conftest import qa_texts
 
     tokenizer = train_tokenizer(qa_texts(), GPT2, vocab_size=300)
-    base = save_tiny_model(tmp_path / "base", tokenizer, tiny_llama_config(tokenizer))
+    config = tiny_llama_config(tokenizer)
+    config.tie_word_embeddings = tied
+    base = save_tiny_model(tmp_path / "base", tokenizer, config)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         f"model: {{name_or_path: {base}, template: chatml, add_template_tokens: true}}\n"
@@ -160,6 +166,15 @@ def test_template_tokens_added_to_a_base_tokenizer(tmp_path):
         [{"role": "user", "content": "Q"}], tokenize=False, add_generation_prompt=True
     )
     assert rendered == "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
+    assert json.loads((merged / "export.json").read_text())["method"] == "streaming"
+    unmerged = AutoModelForCausalLM.from_pretrained(base)
+    unmerged.resize_token_embeddings(len(exported))
+    unmerged = PeftModel.from_pretrained(unmerged, tmp_path / "run").eval()
+    ids = torch.tensor([[len(tokenizer), 5, 17, len(tokenizer) + 1, 9]])
+    with torch.no_grad():
+        expected = unmerged(input_ids=ids).logits
+        actual = AutoModelForCausalLM.from_pretrained(merged).eval()(input_ids=ids).logits
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_quickstart_recipe_runs_from_scratch(tmp_path):

@@ -47,7 +47,13 @@ def make_adapter(base: Path, out: Path, **lora) -> Path:
     model = AutoModelForCausalLM.from_pretrained(base)
     settings = {"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "init_lora_weights": False, **lora}
     config = LoraConfig(**settings)
-    get_peft_model(model, config).save_pretrained(out)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_magnitude_vector" in name:
+                # At init DoRA's magnitude equals the weight norm, which would make it invisible to the test.
+                parameter.mul_(1 + 0.2 * torch.rand_like(parameter))
+    peft_model.save_pretrained(out)
     return out
 
 
@@ -82,6 +88,37 @@ def test_streaming_merge_equals_base_plus_adapter(tmp_path, sharded_base, lora):
     record = assert_merge_matches(sharded_base, adapter, tmp_path / "merged")
     assert record["merged_modules"] == 21  # 7 linear layers x 3 decoder layers
     assert (tmp_path / "merged" / "model.safetensors.index.json").is_file()
+
+
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+def test_adapted_embeddings_merge(tmp_path, sharded_base, dora):
+    targets = ["embed_tokens", "q_proj", "v_proj"]
+    adapter = make_adapter(sharded_base, tmp_path / "adapter", target_modules=targets, use_dora=dora)
+    record = assert_merge_matches(sharded_base, adapter, tmp_path / "merged")
+    assert record["merged_modules"] == 7  # the embedding and 2 projections x 3 layers
+
+
+def test_quantized_base_is_refused(tmp_path, sharded_base):
+    adapter = make_adapter(sharded_base, tmp_path / "adapter")
+    quantized = tmp_path / "bnb-base"
+    quantized.mkdir()
+    for item in sharded_base.iterdir():
+        (quantized / item.name).symlink_to(item)
+    (quantized / "config.json").unlink()
+    config = json.loads((sharded_base / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_8bit": True}
+    (quantized / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=r"quantized \(bitsandbytes\).*full-precision"):
+        export(ExportRequest(str(quantized), str(adapter), str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_never_replaces_its_own_inputs(tmp_path, sharded_base):
+    adapter = make_adapter(sharded_base, tmp_path / "runs" / "adapter")
+    for out in (adapter, tmp_path / "runs", sharded_base):
+        with pytest.raises(UserError, match="would delete"):
+            export(ExportRequest(str(sharded_base), str(adapter), str(out), force=True))
+    assert (adapter / "adapter_config.json").is_file() and (sharded_base / "config.json").is_file()
 
 
 def test_qlora_trained_adapter_merges_into_the_full_precision_base(tmp_path, sharded_base):
@@ -326,6 +363,14 @@ def test_eval_without_eval_data_is_a_user_error(quick):
     overrides = [o for o in quick if not o.startswith("data.val_size")]
     result = run_cli("eval", "examples/quickstart.yaml", *overrides)
     assert result.returncode == 2 and "needs eval data" in result.stderr
+
+
+def test_export_flags_override_the_recipe(tmp_path, quick):
+    out = tmp_path / "elsewhere"
+    result = run_cli("export", "examples/quickstart.yaml", *quick, "--out", str(out), "--shard-size", "200KB")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list(out.glob("model-*.safetensors"))) > 1
+    assert json.loads((out / "export.json").read_text())["method"] == "streaming"
 
 
 def test_cli_export_with_flags_casts_and_shards(tmp_path, sharded_base):

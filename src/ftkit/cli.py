@@ -34,17 +34,30 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from ftkit.export import ExportRequest, export
 
+    flags = {
+        "base": args.base,
+        "revision": args.revision,
+        "adapter": args.adapter,
+        "out": args.out,
+        "dtype": args.dtype,
+        "shard_size": args.shard_size,
+    }
+    given = {name: value for name, value in flags.items() if value is not None}
     if args.recipe:
         from ftkit.config import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
-        request = ExportRequest.from_recipe(recipe, force=args.force)
+        request = replace(ExportRequest.from_recipe(recipe, force=args.force), **given)
     else:
-        if not (args.base and args.adapter and args.out):
-            raise UserError("ftkit export needs a recipe, or --base, --adapter and --out")
-        request = ExportRequest(args.base, args.adapter, args.out, args.dtype, args.shard_size, args.force)
+        if not (args.adapter and args.out):
+            raise UserError(
+                "ftkit export needs a recipe, or --adapter and --out (and --base unless recorded)"
+            )
+        request = ExportRequest(**{"base": None, **given}, force=args.force)
     export(request)
     return 0
 
@@ -168,11 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("export", _export, "Merge a trained LoRA adapter into its base model.")
     recipe_arguments(sub, required=False)
-    sub.add_argument("--base", help="base model hub id or path (instead of a recipe)")
-    sub.add_argument("--adapter", help="adapter directory (instead of a recipe)")
-    sub.add_argument("--out", help="output directory (instead of a recipe)")
-    sub.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
-    sub.add_argument("--shard-size", default="5GB", help="maximum safetensors shard size (default 5GB)")
+    sub.add_argument("--base", help="base model hub id or path (default: the one the adapter's run records)")
+    sub.add_argument(
+        "--revision", help="hub revision of the base (default: the one the adapter's run records)"
+    )
+    sub.add_argument("--adapter", help="adapter directory (without a recipe; with one it overrides it)")
+    sub.add_argument("--out", help="output directory (without a recipe; with one it overrides it)")
+    sub.add_argument(
+        "--dtype", choices=["auto", "bfloat16", "float16", "float32"], help="dtype of the merged weights"
+    )
+    sub.add_argument("--shard-size", help="maximum safetensors shard size (default 5GB)")
     sub.add_argument("--force", action="store_true", help="replace an existing output directory")
 
     def generation_arguments(sub: argparse.ArgumentParser, max_new_tokens: int) -> None:

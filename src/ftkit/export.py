@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class ExportRequest:
     force: bool = False
     template: str | None = None
     """Chat template the adapter was trained with; None: the one its run.json records."""
+    revision: str | None = None
+    """Hub revision of the base; None: the one its run.json records (else the default branch)."""
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, force: bool = False) -> ExportRequest:
@@ -54,6 +56,7 @@ class ExportRequest:
             export.shard_size,
             force,
             recipe.model.template,
+            recipe.model.revision,
         )
 
 
@@ -87,8 +90,12 @@ def _check_adapter(adapter: Path) -> None:
         )
 
 
-def local_checkpoint(base: str) -> Path:
-    """The base model's folder: a local path, or the hub snapshot (from the cache when offline)."""
+def local_checkpoint(base: str, revision: str | None = None) -> Path:
+    """The base model's folder: a local path, or the hub snapshot (from the cache when offline).
+
+    From the hub: the small files first, then only the weight files the safetensors index names, so
+    that extra copies some repositories carry (e.g. consolidated.safetensors) are not downloaded.
+    """
     path = Path(base)
     if path.is_dir():
         return path
@@ -96,11 +103,42 @@ def local_checkpoint(base: str) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return Path(
-            snapshot_download(base, allow_patterns=["*.json", "*.safetensors", "*.py", "*.txt", "*.model"])
+        folder = Path(
+            snapshot_download(base, revision=revision, allow_patterns=["*.json", "*.py", "*.txt", "*.model"])
         )
+        index = folder / "model.safetensors.index.json"
+        weights = (
+            sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            if index.is_file()
+            else ["model.safetensors"]
+        )
+        return Path(snapshot_download(base, revision=revision, allow_patterns=weights))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
         raise UserError(f"cannot get the base model {base!r}: {exc}") from None
+
+
+def _refuse_quantized(base_dir: Path) -> None:
+    config_path = base_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    quantization = config.get("quantization_config")
+    if quantization:
+        method = quantization.get("quant_method", "unknown")
+        raise UserError(
+            f"the base model in {base_dir} is quantized ({method}); a merge needs the full-precision "
+            "weights: pass the full-precision model as --base (a QLoRA adapter merges into it exactly)"
+        )
+
+
+def _refuse_own_inputs(out: Path, inputs: list[Path]) -> None:
+    """Replacing `out` must never delete the adapter or the base it is made from."""
+    target = out.resolve()
+    for source in inputs:
+        source = source.resolve()
+        if target == source or target in source.parents:
+            raise UserError(
+                f"export target {out} holds {source}: replacing it would delete an input of the export; "
+                "choose another output directory"
+            )
 
 
 def _dtype(name: str) -> Any:
@@ -116,7 +154,7 @@ def load_and_merge(request: ExportRequest, base: str) -> tuple[Any, Any]:
 
     dtype = _dtype(request.dtype) or "auto"
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, revision=request.revision)
     except OSError as exc:
         raise UserError(f"cannot load the base model {base!r}: {exc}") from None
     tokenizer = _tokenizer(Path(request.adapter), base)
@@ -156,11 +194,11 @@ def _write_config(base_dir: Path, staging: Path, dtype: str, vocab_size: int | N
         shutil.copy2(code, staging / code.name)
 
 
-def _generation_config(base_dir: Path | None, base: str, stops: list[int] | None, tokenizer: Any) -> Any:
+def _generation_config(base_dir: Path, stops: list[int] | None, tokenizer: Any) -> Any:
     from transformers import GenerationConfig
 
     try:
-        config = GenerationConfig.from_pretrained(str(base_dir) if base_dir else base)
+        config = GenerationConfig.from_pretrained(str(base_dir))
     except OSError:
         config = GenerationConfig()
     if stops:
@@ -182,13 +220,24 @@ def export(request: ExportRequest) -> Path:
     adapter = Path(request.adapter)
     _check_adapter(adapter)
     base = resolve_base(request)
-    template_name = request.template or (read_run(adapter) or {}).get("template")
-    record: dict[str, Any] = {"base": base, "adapter": str(adapter), "template": template_name}
+    run = read_run(adapter) or {}
+    request = replace(
+        request,
+        template=request.template or run.get("template"),
+        revision=request.revision or run.get("base_revision"),
+    )
+    record: dict[str, Any] = {
+        "base": base,
+        "revision": request.revision,
+        "adapter": str(adapter),
+        "template": request.template,
+    }
     log.info("merging %s into %s", adapter, base)
+    base_dir = local_checkpoint(base, request.revision)
+    _refuse_own_inputs(out, [adapter, base_dir])
+    _refuse_quantized(base_dir)
     with atomic_directory(out, force=request.force) as staging:
-        base_dir = None
         try:
-            base_dir = local_checkpoint(base)
             report = stream_merge(base_dir, adapter, staging, request.shard_size, _dtype(request.dtype))
             _write_config(base_dir, staging, request.dtype, report.vocab_size)
             tokenizer = _tokenizer(adapter, base)
@@ -208,11 +257,11 @@ def export(request: ExportRequest) -> Path:
             for child in staging.iterdir():
                 child.unlink()
             model, tokenizer = load_and_merge(request, base)
-            model.save_pretrained(staging, max_shard_size=request.shard_size)
+            model.save_pretrained(staging, max_shard_size=parse_size(request.shard_size))
             record |= {"method": "whole model", "reason": str(why)}
         tokenizer.save_pretrained(staging)
-        stops = _stop_ids(tokenizer, template_name)
-        _generation_config(base_dir, base, stops, tokenizer).save_pretrained(staging)
+        stops = _stop_ids(tokenizer, request.template)
+        _generation_config(base_dir, stops, tokenizer).save_pretrained(staging)
         if stops:
             log.info("generation stops at %s", ", ".join(tokenizer.convert_ids_to_tokens(stops)))
         (staging / EXPORT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -6,7 +6,8 @@ on a machine with a few GB free. The math is peft's (merge_and_unload), applied 
 disk instead of to a loaded model:
 
     W' = W + s * (B @ A)                          LoRA, s = alpha / r (alpha / sqrt(r) with rsLoRA)
-    W' = m / ||W + s * (B @ A)||_row * (W + s*B@A)   DoRA (m: the learned magnitude per output row)
+    W' = m / ||W + s * (B @ A)||_row * (W + s*B@A)   DoRA (m: the learned magnitude per output row;
+                                                      per embedding dimension for an embedding)
 """
 
 from __future__ import annotations
@@ -114,7 +115,11 @@ def _pattern_value(module: str, patterns: dict[str, Any], default: Any) -> Any:
 
 
 def read_adapter(directory: Path) -> Adapter:
-    config = json.loads((directory / "adapter_config.json").read_text())
+    try:
+        config = json.loads((directory / "adapter_config.json").read_text())
+        config["r"], config["lora_alpha"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{directory / 'adapter_config.json'} is not a LoRA adapter config ({exc})") from None
     if config.get("peft_type", "LORA") != "LORA":
         raise UserError(
             f"{directory} holds a {config['peft_type']} adapter; ftkit merges LoRA (and DoRA) adapters"
@@ -131,7 +136,13 @@ def read_adapter(directory: Path) -> Adapter:
             name,
         )
         if match is None:
-            adapter.replacements[name] = tensor  # modules_to_save and saved embedding layers
+            # modules_to_save and saved (possibly resized) embedding layers. peft may save a wrapped
+            # layer's parts too: its trained copy (.modules_to_save.), the untouched original
+            # (.original_module., skipped), an adapted layer's own weight (.base_layer., LoRA merges on top).
+            if ".original_module." not in name:
+                adapter.replacements[name.replace(".modules_to_save.", ".").replace(".base_layer.", ".")] = (
+                    tensor
+                )
             continue
         module = match.group(1) or match.group(4) or match.group(6)
         entry = adapter.modules.setdefault(module, LoraModule())
@@ -157,9 +168,16 @@ def read_adapter(directory: Path) -> Adapter:
 
 def merged_weight(weight: torch.Tensor, lora: LoraModule, fan_in_fan_out: bool) -> torch.Tensor:
     """The base weight with the module's update merged in, computed in float32, in the weight's dtype."""
+    if not weight.is_floating_point():
+        raise UserError(
+            f"a LoRA target weight is stored as {weight.dtype}: the base checkpoint is quantized; "
+            "merge into the full-precision model (--base)"
+        )
     original = weight.to(torch.float32)
-    if lora.embedding:
+    if lora.embedding:  # (vocab, dim); DoRA's magnitude is per embedding dimension, normed over the vocab
         merged = original + (lora.b.float() @ lora.a.float()).T * lora.scaling
+        if lora.magnitude is not None:
+            merged = (lora.magnitude.float() / torch.linalg.norm(merged, dim=0)).view(1, -1) * merged
         return merged.to(weight.dtype)
     as_out_in = original.T if fan_in_fan_out else original  # peft's Linear layout is (out, in)
     merged = as_out_in + (lora.b.float() @ lora.a.float()) * lora.scaling
@@ -288,6 +306,7 @@ def stream_merge(
     adapter = read_adapter(adapter_dir)
     slots = _plan(shards, adapter.replacements, dtype, parse_size(shard_size))
     names = {slot.name for slot in slots}
+    _drop_tied_copies(adapter, names)
     expected = {f"{module}.weight" for module in adapter.modules} | set(adapter.replacements)
     missing = sorted(expected - names)
     if missing:
@@ -314,7 +333,8 @@ def stream_merge(
                 handles = {slot.source: safe_open(str(slot.source), framework="pt").__enter__()}
             tensor = _merged(slot.name, handles[slot.source].get_tensor(slot.name), adapter, report)
             tensor = tensor.to(slot.dtype).contiguous()
-            assert tuple(tensor.shape) == slot.shape
+            if tuple(tensor.shape) != slot.shape:
+                raise UserError(f"merged {slot.name} has shape {tuple(tensor.shape)}, expected {slot.shape}")
             output.write(
                 tensor.view(torch.uint8).numpy().tobytes()
                 if tensor.dtype == torch.bool
@@ -337,20 +357,38 @@ def stream_merge(
     return report
 
 
+def _drop_tied_copies(adapter: Adapter, names: set[str]) -> None:
+    """A model with tied embeddings stores one matrix; peft saves it under both names (embedding and LM
+    head). The copy the checkpoint has no slot for is the same tensor: drop it."""
+    stored = [tensor for name, tensor in adapter.replacements.items() if name in names]
+    for name, tensor in list(adapter.replacements.items()):
+        if name not in names and any(
+            other.shape == tensor.shape and torch.equal(other, tensor) for other in stored
+        ):
+            del adapter.replacements[name]
+
+
 def _merged(name: str, tensor: torch.Tensor, adapter: Adapter, report: MergeReport) -> torch.Tensor:
     """The tensor as the merged model has it: replaced, LoRA-merged, bias-merged, or unchanged."""
     module = name.removesuffix(".weight").removesuffix(".bias")
     if name in adapter.replacements:
         report.replaced_tensors += 1
-        if name.endswith("embed_tokens.weight"):
-            report.vocab_size = adapter.replacements[name].shape[0]
-        return adapter.replacements[name]
+        replacement = adapter.replacements[name]
+        if replacement.dim() == 2 and replacement.shape[0] != tensor.shape[0]:
+            report.vocab_size = replacement.shape[0]  # a resized embedding or LM head: new tokens
+        tensor = replacement
     lora = adapter.modules.get(module)
     if lora is None:
         return tensor
     if name.endswith(".weight"):
         report.merged_modules += 1
-        return merged_weight(tensor, lora, adapter.fan_in_fan_out)
+        try:
+            return merged_weight(tensor, lora, adapter.fan_in_fan_out)
+        except RuntimeError:  # shapes that do not multiply: another model's adapter
+            raise UserError(
+                f"the adapter does not fit the base model at {name} (weight {tuple(tensor.shape)}, "
+                f"lora_A {tuple(lora.a.shape)}, lora_B {tuple(lora.b.shape)}): was it trained on another base?"
+            ) from None
     if name.endswith(".bias") and lora.bias is not None:
         return (tensor.float() + lora.bias.float() * lora.scaling).to(tensor.dtype)
     return tensor

@@ -111,14 +111,44 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[DictConfig, dict[Ke
     merged_locations: dict[KeyPath, str] = {}
     for base_path in _base_paths(config, path):
         base_config, base_locations = _load_tree(base_path, (*chain, resolved))
-        merged = OmegaConf.merge(merged, base_config)
-        merged_locations.update(base_locations)
+        merged = _merge(merged, base_config)
+        merged_locations = _overlay_locations(merged_locations, base_locations)
     if "base" in config:
         del config["base"]
         locations = {key: loc for key, loc in locations.items() if key[:1] != ("base",)}
-    merged = OmegaConf.merge(merged, config)
-    merged_locations.update(locations)
-    return merged, merged_locations
+    merged = _merge(merged, config)
+    return merged, _overlay_locations(merged_locations, locations)
+
+
+def _overlay_locations(below: dict[KeyPath, str], above: dict[KeyPath, str]) -> dict[KeyPath, str]:
+    """Locations after `above`'s layer is merged over `below`'s: a key the layer sets to anything but a
+    mapping replaces the whole subtree, so the lower layer's locations inside it are gone."""
+    mappings = {key[:-1] for key in above if key and isinstance(key[-1], str)}
+
+    def survives(key: KeyPath) -> bool:
+        for end in range(1, len(key)):
+            if key[:end] in above and (key[:end] not in mappings or isinstance(key[end], int)):
+                return False  # inside a value the layer replaced (lists always replace)
+        return True
+
+    return {key: where for key, where in below.items() if survives(key)} | above
+
+
+def _merge(into: DictConfig, layer: DictConfig) -> DictConfig:
+    """`layer` over `into`: mappings merge key by key; anything else (a list, a scalar, a mapping that
+    replaces a list) replaces what was there, as a child recipe or an override means it to."""
+
+    def overlay(below: dict[str, Any], above: dict[str, Any]) -> dict[str, Any]:
+        merged = dict(below)
+        for key, value in above.items():
+            both_mappings = isinstance(value, dict) and isinstance(merged.get(key), dict)
+            merged[key] = overlay(merged[key], value) if both_mappings else value
+        return merged
+
+    plain = overlay(
+        OmegaConf.to_container(into), OmegaConf.to_container(layer)
+    )  # interpolations kept as text
+    return OmegaConf.create(plain)
 
 
 def _parse_overrides(overrides: list[str]) -> tuple[DictConfig, dict[KeyPath, str]]:
@@ -135,13 +165,12 @@ def _parse_overrides(overrides: list[str]) -> tuple[DictConfig, dict[KeyPath, st
         cleaned.append(f"{key}={value}")
     try:
         config = OmegaConf.from_dotlist(cleaned)
-    except OmegaConfBaseException as exc:
-        raise RecipeError([f"cannot parse overrides {overrides}: {_first_line(exc)}"]) from None
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:
+        problem = getattr(exc, "problem", None) or _first_line(exc)
+        raise RecipeError([f"cannot parse overrides {' '.join(overrides)}: {problem}"]) from None
     locations: dict[KeyPath, str] = {}
     for item in cleaned:
-        key = tuple(item.split("=", 1)[0].split("."))
-        for end in range(1, len(key) + 1):
-            locations[key[:end]] = f"{COMMAND_LINE} ({item})"
+        locations[tuple(item.split("=", 1)[0].split("."))] = f"{COMMAND_LINE} ({item})"
     return config, locations
 
 
@@ -151,8 +180,12 @@ def load_raw(path: str | Path, overrides: list[str] | None = None) -> RawRecipe:
     config, locations = _load_tree(path, ())
     if overrides:
         override_config, override_locations = _parse_overrides(overrides)
-        config = OmegaConf.merge(config, override_config)
-        locations.update(override_locations)
+        config = _merge(config, override_config)
+        for key, location in override_locations.items():
+            # An override owns its own key, and the sections above it only when the recipe lacks them.
+            locations[key] = location
+            for end in range(1, len(key)):
+                locations.setdefault(key[:end], location)
     try:
         values = OmegaConf.to_container(config, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:

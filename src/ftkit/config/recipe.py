@@ -55,8 +55,8 @@ class Recipe(Section):
         self._check_stage_needs()
         self._check_quantization()
         self._check_eval()
-        self._check_grpo_batch()
         self._fill_defaults()
+        self._check_grpo_batch()  # after the defaults: it needs the eval batch size and strategy
         return self
 
     def _check_stage_needs(self) -> None:
@@ -93,14 +93,26 @@ class Recipe(Section):
             )
 
     def _check_grpo_batch(self) -> None:
+        """TRL's rule: every generation batch holds whole groups of num_generations completions. With
+        nproc_per_node: auto the process count is known at launch, where the trainer checks it again."""
         if self.stage != "grpo":
             return
-        batch = self.train.per_device_train_batch_size * self.train.gradient_accumulation_steps
-        if batch % self.grpo.num_generations:
+        processes = self.distributed.nproc_per_node if isinstance(self.distributed.nproc_per_node, int) else 1
+        generations = self.grpo.num_generations
+        batch = self.train.per_device_train_batch_size * self.train.gradient_accumulation_steps * processes
+        if batch % generations:
             raise ConfigConflict(
                 ("grpo.num_generations", "train.per_device_train_batch_size"),
-                f"stage grpo samples grpo.num_generations={self.grpo.num_generations} completions per prompt, so "
-                f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of it",
+                f"stage grpo samples grpo.num_generations={generations} completions per prompt, so "
+                "per_device_train_batch_size x gradient_accumulation_steps x nproc_per_node "
+                f"({batch}) must be a multiple of it",
+            )
+        eval_batch = (self.train.per_device_eval_batch_size or 1) * processes
+        if self.train.eval_strategy != "no" and eval_batch % generations:
+            raise ConfigConflict(
+                ("grpo.num_generations", "train.per_device_eval_batch_size"),
+                f"stage grpo evaluates grpo.num_generations={generations} completions per prompt, so "
+                f"per_device_eval_batch_size x nproc_per_node ({eval_batch}) must be a multiple of it",
             )
 
     def _check_eval(self) -> None:

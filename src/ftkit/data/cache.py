@@ -1,6 +1,6 @@
 """The tokenized-data cache: processed datasets on disk, keyed by a hash of everything that shapes them.
 
-The key covers the data (file contents, or the hub dataset's revision/fingerprint), the registry entries,
+The key covers the data (file contents, or the fingerprint of the loaded hub data), the registry entries,
 the data section of the recipe, the stage, the seed, the tokenizer (vocabulary, special tokens, chat
 template), the chat template and ftkit's pipeline version. Entries are written to a temporary sibling
 and renamed, so a killed run never leaves an entry that looks complete.

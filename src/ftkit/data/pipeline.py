@@ -302,7 +302,8 @@ def _sources(recipe: Recipe, registry: Registry) -> tuple[dict[str, Any], dict[s
             _, files = local_files(spec, registry.dataset_dir)
             fingerprints[ref.name] = ",".join(file_digest(f) for f in files)
         else:
-            fingerprints[ref.name] = spec.revision or loaded._fingerprint
+            # The loaded data's own fingerprint: a branch such as main moves, and its data with it.
+            fingerprints[ref.name] = loaded._fingerprint
     return rows, fingerprints
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftkit.config import Recipe
+from ftkit.errors import UserError
 from ftkit.launch import LaunchContext
 from ftkit.models.runtime import Runtime
 from ftkit.stages.common import trl_arguments
@@ -21,15 +22,22 @@ def arguments(recipe: Recipe, runtime: Runtime) -> Any:
     from trl import GRPOConfig
 
     grpo = recipe.grpo
-    return GRPOConfig(
-        **trl_arguments(recipe, runtime),
-        num_generations=grpo.num_generations,
-        max_completion_length=grpo.max_completion_length,
-        beta=grpo.beta,
-        temperature=grpo.temperature,
-        reward_weights=[reward.weight for reward in grpo.reward_funcs],
-        remove_unused_columns=False,  # the rewards read the dataset's reference column
-    )
+    try:
+        return GRPOConfig(
+            **trl_arguments(recipe, runtime),
+            num_generations=grpo.num_generations,
+            max_completion_length=grpo.max_completion_length,
+            beta=grpo.beta,
+            temperature=grpo.temperature,
+            reward_weights=[reward.weight for reward in grpo.reward_funcs],
+            remove_unused_columns=False,  # the rewards read the dataset's reference column
+        )
+    except ValueError as exc:
+        # The batch rules depend on the process count, known only now under nproc_per_node: auto.
+        raise UserError(
+            f"stage grpo cannot run with these batch sizes: {exc} Adjust train.per_device_train_batch_size, "
+            "train.gradient_accumulation_steps, train.per_device_eval_batch_size or grpo.num_generations."
+        ) from None
 
 
 def reward_functions(recipe: Recipe) -> list[Any]:

@@ -84,6 +84,7 @@ def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage) -> None:
             template=getattr(template, "name", None),
             data=data.report.as_dict(),
             base_model=SCRATCH_BASE if base_model else recipe.model.name_or_path,
+            base_revision=None if base_model else recipe.model.revision,
             world_size=context.world_size,
         )
         log.info(

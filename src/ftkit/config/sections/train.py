@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ftkit.config.sections.base import ConfigConflict, Section
 
@@ -101,6 +101,12 @@ class TrainConfig(Section):
     """Batch examples of similar length together to reduce padding."""
     dataloader_num_workers: int = Field(0, ge=0)
     """Background processes that collate batches; 0 collates in the training process."""
+
+    @field_validator("eval_strategy", "save_strategy", mode="before")
+    @classmethod
+    def _unquoted_no(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `no` as false; that is what the user meant.
+        return "no" if value is False else value
 
     @model_validator(mode="after")
     def _one_warmup(self) -> TrainConfig:
