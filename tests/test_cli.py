@@ -127,3 +127,10 @@ def test_recipe_reference_is_up_to_date():
     from ftkit.reference import reference
 
     assert (ROOT / "docs" / "recipe-reference.md").read_text() == reference(), "run `make docs`"
+
+
+def test_options_may_follow_the_recipe_and_overrides_may_follow_options():
+    result = run_cli("check", "examples/quickstart.yaml", "-q", "train.output_dir=runs/elsewhere")
+    assert result.returncode == 0, result.stderr
+    assert "output       runs/elsewhere (new)" in result.stdout
+    assert run_cli("check", "examples/quickstart.yaml", "-q", "--bogus").returncode == 2

@@ -344,6 +344,25 @@ def test_early_stopping_and_best_model(tmp_path, pretrained):
     assert run["best_checkpoint"] and "checkpoint-" in run["best_checkpoint"]
 
 
+def test_unknown_best_model_metric_is_a_user_error_listing_the_metrics(tmp_path, pretrained):
+    recipe = sft(
+        tmp_path,
+        pretrained,
+        data={"val_size": 6},
+        train={
+            "max_steps": 4,
+            "eval_steps": 2,
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "acc",
+        },
+    )
+    result = run_cli("train", str(write_recipe(tmp_path / "r.yaml", recipe)))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "train.metric_for_best_model='acc' is not a metric this run reports" in result.stderr
+    assert "'eval_loss'" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
+
+
 def test_wandb_offline_and_tensorboard_record_metrics_and_metadata(tmp_path, pretrained):
     recipe = sft(
         tmp_path,

@@ -288,7 +288,16 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling `overrides` at the first option: `ftkit check r.yaml -q train.seed=1`.
+    if (
+        extra
+        and hasattr(args, "overrides")
+        and all("=" in item and not item.startswith("-") for item in extra)
+    ):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging(args.log_level)
     try:
         return args.handler(args) or 0

@@ -13,6 +13,7 @@ from typing import Any
 from ftkit.callbacks import add_run_callbacks, finish_trackers, start_trackers
 from ftkit.config import Recipe
 from ftkit.data.pipeline import build_data
+from ftkit.errors import UserError
 from ftkit.launch import LaunchContext
 from ftkit.models.adapters import apply_adapter, count_parameters
 from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template
@@ -103,7 +104,7 @@ def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage) -> None:
             start_trackers(recipe, record.data)
         add_run_callbacks(trainer, recipe, record.data)
         checkpoint = resume_point(recipe)
-        result = trainer.train(resume_from_checkpoint=checkpoint)
+        result = _train(trainer, checkpoint, recipe)
         saved = save_final(trainer, context, recipe.train.output_dir)
         record.finish(
             "completed",
@@ -121,3 +122,17 @@ def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage) -> None:
         record.fail(exc)
         finish_trackers(failed=True)
         raise
+
+
+def _train(trainer: Any, checkpoint: str | None, recipe: Recipe) -> Any:
+    try:
+        return trainer.train(resume_from_checkpoint=checkpoint)
+    except KeyError as exc:
+        # The metric names a stage reports (eval_loss, DPO's eval_rewards/accuracies, ...) are known only
+        # at the first evaluation; transformers' message lists them.
+        if "metric_for_best_model" not in str(exc):
+            raise
+        raise UserError(
+            f"train.metric_for_best_model={recipe.train.metric_for_best_model!r} is not a metric this run "
+            f"reports: {exc.args[0].split('. Consider')[0]}"
+        ) from None
