@@ -72,6 +72,30 @@ def test_numbers_are_text_to_the_model():
     assert example["messages"][-1] == {"role": "assistant", "content": "4"}
 
 
+def test_openai_content_parts_reasoning_and_empty_tools():
+    spec = DatasetSpec(name="x", file_name="f", formatting="openai", columns={"tools": "tools"})
+    row = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+            {"role": "assistant", "content": "Hello.", "reasoning_content": "\nA greeting.\n"},
+        ],
+        "tools": "[]",
+    }
+    example = FORMATS["openai"].convert(row, spec)
+    assert example["messages"] == [
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "<think>\nA greeting.\n</think>\n\nHello."},
+    ]
+    assert example["tools"] is None
+    tools = '[{"name": "f"}]'
+    assert FORMATS["openai"].convert({**row, "tools": tools}, spec)["tools"] == tools
+    image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+    with pytest.raises(
+        BadRow, match="message 0: content part of type 'image_url'; ftkit trains on text parts only"
+    ):
+        FORMATS["openai"].convert({"messages": [image, row["messages"][1]]}, spec)
+
+
 def test_classification_maps_labels_to_answers():
     spec = DatasetSpec(
         name="x",
@@ -564,3 +588,31 @@ def test_multiprocess_tokenization_gives_the_same_data(tmp_path, chatml_tokenize
     single, _, _ = build(recipe_for(tmp_path, TEST_DATA), chatml_tokenizer)
     parallel, _, _ = build(recipe_for(tmp_path, TEST_DATA, num_proc=2), chatml_tokenizer)
     assert parallel["input_ids"] == single["input_ids"] and parallel["labels"] == single["labels"]
+
+
+@pytest.mark.parametrize("adds_bos", [False, True], ids=["plain", "adds-bos"])
+def test_grpo_prompts_get_exactly_one_bos(adds_bos):
+    """TRL tokenizes GRPO prompts with the tokenizer's special tokens: the rendered BOS must not double."""
+    from tokenizers.processors import TemplateProcessing
+
+    from ftkit.data.processors import ProcessOptions
+    from ftkit.data.tokenize import MaskOptions
+    from ftkit.testing import FAMILY_TOKENIZERS, train_tokenizer
+
+    tokenizer = train_tokenizer(["what is two plus two"] * 10, FAMILY_TOKENIZERS["llama3"], vocab_size=300)
+    bos = tokenizer.bos_token
+    if adds_bos:
+        tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+            single=f"{bos} $A", special_tokens=[(bos, tokenizer.bos_token_id)]
+        )
+    batch = {
+        "system": [None],
+        "messages": [[{"role": "user", "content": "two plus two"}, {"role": "assistant", "content": "4"}]],
+        "tools": [None],
+    }
+    out = PROCESSORS["grpo"].process(
+        batch, tokenizer, get_template("llama3"), ProcessOptions(MaskOptions(64))
+    )
+    [prompt] = out["prompt"]
+    assert prompt.startswith(bos) is not adds_bos and out["reference"] == ["4"]
+    assert tokenizer(prompt)["input_ids"].count(tokenizer.bos_token_id) == 1  # as TRL will tokenize it

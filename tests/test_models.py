@@ -117,6 +117,10 @@ def test_compact_lm_head_scores_only_trained_positions(tiny_model, monkeypatch):
         ("first 3 then 42", 42.0),
         ("no digits", None),
         ("#### -2.5", -2.5),
+        ("\\boxed{\\frac{1}{2}}", 0.5),
+        ("so \\boxed{-\\dfrac{3}{4}}", -0.75),
+        ("\\boxed{x = 5}. Check: 5*2=10", None),  # a boxed answer that is no number is not the last number
+        ("<think>maybe 7</think>\n\nIt is 8.", 8.0),
     ],
 )
 def test_final_number(text, number):
@@ -135,6 +139,9 @@ def test_builtin_rewards_score_with_the_reference():
         ["Positive.", "positive", "x"], ["positive", "negative", None]
     ) == [1.0, 0.0, None]
     assert REWARDS["exact_match"].function([" a  b ", "a"], ["a b", "b"]) == [1.0, 0.0]
+    thought = "<think>\nThe review sounds happy.\n</think>\n\n"
+    assert REWARDS["label_match"].function([thought + "positive"], ["positive"]) == [1.0]
+    assert REWARDS["exact_match"].function([thought + "a b"], ["a b"]) == [1.0]
     assert resolve_reward("format_match", {"pattern": r"^<think>.*</think>"})(
         ["<think>x</think> y", "y"]
     ) == [1.0, 0.0]

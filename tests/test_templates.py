@@ -310,6 +310,18 @@ def test_tokenizer_template_derives_the_same_masks_as_the_built_in():
     assert jinja_template.stop_strings() == ["<|im_end|>"]
 
 
+def test_tokenizer_template_trains_the_end_marker_after_trailing_whitespace():
+    tokenizer = family_tokenizer("chatml")
+    tokenizer.chat_template = (  # ChatML as Qwen2.5 publishes it: content rendered as given
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    segments = get_template("tokenizer", tokenizer).render(
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo\n"}]
+    )
+    assert [s.text for s in segments if s.completion] == ["yo\n<|im_end|>"]
+
+
 # ---------------------------------------------------------------- tokens and export
 
 
@@ -338,6 +350,29 @@ def test_adding_template_tokens_resizes_and_trains_their_rows():
     assert any("embed_tokens" in n for n in trainable) and any("lm_head" in n for n in trainable)
 
 
+TOOL_RESULT = [
+    {"role": "user", "content": "Weather?"},
+    {"role": "assistant", "content": "Checking."},
+    {"role": "tool", "content": '{"t": 20}'},
+    {"role": "assistant", "content": "It is 20."},
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "tool_turn"),
+    [
+        ("llama3", '<|start_header_id|>tool<|end_header_id|>\n\n{"t": 20}<|eot_id|>'),
+        # Llama 3.1's template JSON-encodes a tool result given as text.
+        ("llama3_1", '<|start_header_id|>ipython<|end_header_id|>\n\n"{\\"t\\": 20}"<|eot_id|>'),
+        ("smollm2", '<|im_start|>tool\n{"t": 20}<|im_end|>\n'),
+        ("chatml", '<|im_start|>tool\n{"t": 20}<|im_end|>\n'),
+    ],
+)
+def test_tool_results_render_as_the_publisher_does(name, tool_turn):
+    rendered = get_template(name).render_text(TOOL_RESULT)
+    assert tool_turn in rendered
+
+
 @pytest.mark.parametrize("name", sorted(t.name for t in all_templates()))
 def test_exported_tokenizer_renders_like_ftkit(name, tmp_path):
     """apply_chat_template on a saved tokenizer == ftkit's rendering, for every built-in template."""
@@ -349,6 +384,8 @@ def test_exported_tokenizer_renders_like_ftkit(name, tmp_path):
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     template = get_template(name)
     conversations = [SHORT, MULTI, [{"role": "user", "content": " padded "}]]
+    if template.tool is not None:
+        conversations.append(TOOL_RESULT)
     if template.system_mode not in ("unsupported", "last_user"):
         conversations.append(CONVERSATIONS["full"])
     variable_sets = [{}]

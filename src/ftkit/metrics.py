@@ -14,12 +14,50 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
+_FRACTION = re.compile(r"^(-?)\\d?frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
+_REASONING_END = "</think>"
+
+
+def final_answer(text: str) -> str:
+    """The answer part of a completion: what follows the reasoning block of a reasoning model, if any."""
+    return text.rsplit(_REASONING_END, 1)[-1]
+
+
+def _last_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` (braces inside it balanced), or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for index in range(begin, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth < 0:
+            return text[begin:index]
+    return None
+
+
+def _as_number(text: str) -> float | None:
+    cleaned = text.strip().strip("$").replace(",", "").replace(" ", "").removeprefix("\\!")
+    fraction = _FRACTION.match(cleaned)
+    try:
+        if fraction:
+            value = float(fraction.group(2)) / float(fraction.group(3))
+            return -value if fraction.group(1) else value
+        return float(cleaned)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
 def final_number(text: str) -> float | None:
-    """The answer a math solution states: after `####`, inside the last `\\boxed{}`, else its last number."""
-    for pattern in (r"####\s*(-?[\d,]*\.?\d+)", r"\\boxed\{\s*(-?[\d,]*\.?\d+)\s*\}"):
-        found = re.findall(pattern, text)
-        if found:
-            return float(found[-1].replace(",", ""))
+    """The answer a math solution states: after `####`, else inside the last `\\boxed{}` (a number or a
+    \\frac; anything else there is no number), else the last number of the answer part."""
+    text = final_answer(text)
+    found = re.findall(r"####\s*(-?[\d,]*\.?\d+)", text)
+    if found:
+        return float(found[-1].replace(",", ""))
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return _as_number(boxed)
     numbers = _NUMBER.findall(text)
     return float(numbers[-1].replace(",", "")) if numbers else None
 
@@ -32,12 +70,14 @@ def normalize_answer(text: str) -> str:
 
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     pairs = list(zip(predictions, references, strict=True))
-    return sum(normalize_answer(p) == normalize_answer(r) for p, r in pairs) / len(pairs) if pairs else 0.0
+    hits = sum(normalize_answer(final_answer(p)) == normalize_answer(r) for p, r in pairs)
+    return hits / len(pairs) if pairs else 0.0
 
 
 def predicted_label(prediction: str, labels: Sequence[str]) -> str | None:
     """The label the prediction names first (whole words, case-insensitive), or None."""
     found = []
+    prediction = final_answer(prediction)
     for label in labels:
         match = re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", prediction.lower())
         if match:

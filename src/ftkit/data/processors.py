@@ -145,6 +145,9 @@ def process_grpo(batch: Batch, tokenizer: Any, template: Template, options: Proc
     """The prompt rendered with the generation prompt, and the reference answer for the rewards."""
     out: Batch = {"prompt": [], "reference": [], "_truncated": [], "_problem": []}
     values = {**token_variables(tokenizer), **(options.variables or {})}
+    # TRL tokenizes text prompts with the tokenizer's special tokens: a tokenizer that adds BOS itself
+    # must not get the template's BOS too.
+    bos = tokenizer.bos_token if _adds_bos(tokenizer) else None
     for item in _conversations(batch, options.system):
         messages = item["messages"]
         reference = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
@@ -156,11 +159,18 @@ def process_grpo(batch: Batch, tokenizer: Any, template: Template, options: Proc
             )
         except TemplateError as exc:
             problem = str(exc)
+        if bos and prompt.startswith(bos):
+            prompt = prompt[len(bos) :]
         out["prompt"].append(prompt)
         out["reference"].append(reference)
         out["_truncated"].append(False)
         out["_problem"].append(problem)
     return out
+
+
+def _adds_bos(tokenizer: Any) -> bool:
+    bos_id = tokenizer.bos_token_id
+    return bos_id is not None and tokenizer("a")["input_ids"][:1] == [bos_id]
 
 
 def chunk_blocks(batch: Batch, block_size: int) -> Batch:

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from ftkit.errors import UserError
-from ftkit.metrics import final_number
+from ftkit.metrics import final_answer, final_number
 
 Score = float | None
 
@@ -33,10 +33,15 @@ def _text(completion: Any) -> str:
     return str(completion)
 
 
+def _answer(completion: Any) -> str:
+    """The part of a completion that answers: after a reasoning model's `</think>`, if any."""
+    return final_answer(_text(completion))
+
+
 def exact_match(completions: Sequence[Any], reference: Sequence[str | None], **_: Any) -> list[Score]:
-    """1 when the completion equals the reference (whitespace normalized), else 0."""
+    """1 when the completion (its answer after any `</think>`) equals the reference, whitespace normalized."""
     return [
-        None if ref is None else float(_normalize(_text(c)) == _normalize(ref))
+        None if ref is None else float(_normalize(_answer(c)) == _normalize(ref))
         for c, ref in zip(completions, reference, strict=True)
     ]
 
@@ -61,7 +66,7 @@ def label_match(completions: Sequence[Any], reference: Sequence[str | None], **_
         if ref is None:
             scores.append(None)
             continue
-        words = re.findall(r"[\w-]+", _text(completion).lower())
+        words = re.findall(r"[\w-]+", _answer(completion).lower())
         scores.append(float(bool(words) and words[0] == ref.strip().lower()))
     return scores
 

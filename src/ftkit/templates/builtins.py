@@ -88,6 +88,7 @@ register(
         system=_chatml("system"),
         user=_chatml("user"),
         assistant=_chatml("assistant"),
+        tool=_chatml("tool"),
         default_system="You are a helpful AI assistant named SmolLM, trained by Hugging Face",
         stop=("<|im_end|>",),
         special_tokens=CHATML_TOKENS,
@@ -111,7 +112,7 @@ register(
         system=_llama3("system"),
         user=_llama3("user"),
         assistant=_llama3("assistant"),
-        tool=_llama3("ipython"),
+        tool=_llama3("tool"),
         stop=("<|eot_id|>", "<|end_of_text|>"),
         special_tokens=LLAMA3_TOKENS,
     )
@@ -132,7 +133,8 @@ for _name, _family, _models in (
             system_always=True,
             user=_llama3("user"),
             assistant=_llama3("assistant"),
-            tool=_llama3("ipython"),
+            # The publisher's tool results: an ipython turn, the content JSON-encoded and not trimmed.
+            tool=Turn("<|start_header_id|>ipython<|end_header_id|>\n\n", "<|eot_id|>", json_content=True),
             stop=("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"),
             special_tokens=LLAMA3_TOKENS,
             variables={"date_string": "26 Jul 2024"},

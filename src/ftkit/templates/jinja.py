@@ -38,7 +38,8 @@ def _emit(text: str) -> str:
 
 
 def _content(variable: str, turn: Turn) -> str:
-    return f"({variable} | trim)" if turn.strip else variable
+    value = f"({variable} | trim)" if turn.strip else variable
+    return f"({value} | tojson)" if turn.json_content else value
 
 
 def _thinking_off(template: Template) -> str:

@@ -8,6 +8,7 @@ what training uses.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class Turn:
     after: str = ""
     strip: bool = False
     """Strip whitespace around the content, as the publisher's `| trim` does."""
+    json_content: bool = False
+    """Render the content JSON-encoded, as the publisher's `| tojson` does (Llama 3.1 tool results)."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,8 @@ class Template:
         if turn is None:
             raise TemplateError(f"template {self.name} has no {message['role']} role")
         content = message["content"].strip() if turn.strip else message["content"]
+        if turn.json_content:
+            content = json.dumps(content, ensure_ascii=False)
         if message["role"] == "user" and system is not None:
             first_user = next(i for i, m in enumerate(messages) if m["role"] == "user")
             if (self.system_mode == "first_user" and index == first_user) or (

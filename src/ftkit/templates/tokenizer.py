@@ -110,10 +110,17 @@ class TokenizerTemplate:
             answer = message["content"].strip()
             found = full.find(answer, len(prompt)) if answer else len(prompt)
             if found < 0:
-                raise TemplateError(f"template tokenizer: assistant turn {index} is not rendered verbatim")
+                raise TemplateError(
+                    f"template tokenizer: the chat template rewrites assistant turn {index} (e.g. it drops the "
+                    "reasoning of earlier turns), so its trained span cannot be located; use the model family's "
+                    "built-in template (see `ftkit template list`)"
+                )
             end = found + len(answer)
-            end += self._closing_marker(full, end)
-            spans.append((len(prompt), end))
+            after = end
+            while after < len(full) and full[after].isspace():  # content's own trailing whitespace
+                after += 1
+            marker = self._closing_marker(full, after)
+            spans.append((len(prompt), after + marker if marker else end))
         segments = []
         position = 0
         for turn, (start, end) in enumerate(spans):

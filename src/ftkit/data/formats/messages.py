@@ -58,10 +58,27 @@ def _required(spec: DatasetSpec) -> list[str]:
     return [c for c in needed if c]
 
 
+REASONING_KEYS = ("reasoning_content", "reasoning")
+"""Where reasoning datasets (Qwen3, DeepSeek-R1 style) keep an answer's thinking beside its content."""
+
+
+def _text_parts(content: list, where: str) -> str | None:
+    """OpenAI content parts (`[{"type": "text", "text": ...}]`) as text; None when `content` is not parts."""
+    if not content or not all(isinstance(part, dict) and "type" in part for part in content):
+        return None
+    for part in content:
+        if part["type"] != "text" or not isinstance(part.get("text"), str):
+            raise BadRow(f"{where}: content part of type {part['type']!r}; ftkit trains on text parts only")
+    return "".join(part["text"] for part in content)
+
+
 def _content(message: dict, tags: _Tags, where: str) -> str:
     content = message.get(tags.content)
     if isinstance(content, int | float) and not isinstance(content, bool):
         content = str(content)
+    if isinstance(content, list):
+        parts = _text_parts(content, where)
+        content = parts if parts is not None else content
     if isinstance(content, dict | list):  # a structured tool call or result
         content = json.dumps(content, ensure_ascii=False)
     if not isinstance(content, str):
@@ -116,11 +133,29 @@ def convert(row: Row, spec: DatasetSpec) -> Example:
                 raise BadRow(f"{where}: a system message is only allowed first")
             system = _content(message, tags, where)
             continue
-        messages.append({"role": role, "content": _content(message, tags, where)})
-    tools = None
-    if spec.columns.tools and row.get(spec.columns.tools):
-        value = row[spec.columns.tools]
-        tools = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        content = _content(message, tags, where)
+        reasoning = next((message[key] for key in REASONING_KEYS if isinstance(message.get(key), str)), "")
+        if role == "assistant" and reasoning.strip():
+            # The form the reasoning templates parse (and the model generates): the block, then the answer.
+            content = f"<think>\n{reasoning.strip()}\n</think>\n\n{content.lstrip()}"
+        messages.append({"role": role, "content": content})
+    return _finish(row, spec, tags, system, messages)
+
+
+def _tools(row: Row, spec: DatasetSpec) -> str | None:
+    """The row's tool definitions as JSON text; None when absent or empty (`[]`, `""`)."""
+    value = row.get(spec.columns.tools) if spec.columns.tools else None
+    if isinstance(value, str):
+        try:
+            empty = not value.strip() or not json.loads(value)
+        except json.JSONDecodeError:
+            empty = False  # not JSON: passed on as written
+        return None if empty else value
+    return json.dumps(value, ensure_ascii=False) if value else None
+
+
+def _finish(row: Row, spec: DatasetSpec, tags: _Tags, system: str | None, messages: list) -> Example:
+    tools = _tools(row, spec)
     if spec.ranking:
         cols = spec.columns
         chosen = _answer(row.get(cols.chosen or "chosen"), tags, "chosen")
