@@ -61,61 +61,25 @@ def tokenization(rows: int = 20000) -> dict[str, float]:
     return {"tokenize+mask, one process (conversations/s)": rows / elapsed}
 
 
-MERGE_PROBE = """
-import json, sys
-from pathlib import Path
-from ftkit.export import ExportRequest, load_and_merge
-from ftkit.merge import current_memory_mb, peak_memory_mb, reset_peak_memory, stream_merge
-import peft, transformers
-base, adapter, out, how = sys.argv[1:5]
-before = current_memory_mb()
-reset_peak_memory()
-if how == "streaming":
-    stream_merge(Path(base), Path(adapter), Path(out), "16MB")
-else:
-    load_and_merge(ExportRequest(base, adapter, out), base)
-print(json.dumps({"growth": peak_memory_mb() - before}))
-"""
-
-
 def merge_memory() -> dict[str, float]:
     """Peak memory added by merging a LoRA adapter into bases of ~160 MB and ~420 MB (16 MB shards)."""
     import tempfile
 
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftkit.testing import merge_memory_growth, save_merge_base
 
     results = {}
     tokenizer = AutoTokenizer.from_pretrained(ROOT / "examples" / "tiny-chatml")
     with tempfile.TemporaryDirectory() as work:
         for layers in (10, 30):
-            config = LlamaConfig(
-                vocab_size=8000,
-                hidden_size=512,
-                intermediate_size=1536,
-                num_hidden_layers=layers,
-                num_attention_heads=8,
-                num_key_value_heads=8,
-                tie_word_embeddings=False,
-            )
             base, adapter = Path(work) / f"base{layers}", Path(work) / f"adapter{layers}"
-            model = AutoModelForCausalLM.from_config(config)
-            model.save_pretrained(base, max_shard_size="16MB")
-            tokenizer.save_pretrained(base)
+            size = save_merge_base(base, tokenizer, layers)
             lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
-            get_peft_model(model, lora).save_pretrained(adapter)
-            size = sum(f.stat().st_size for f in base.glob("*.safetensors")) / 2**20
+            get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora).save_pretrained(adapter)
             for how in ("streaming", "whole"):
-                out = Path(work) / f"{how}{layers}"
-                out.mkdir()
-                probe = subprocess.run(
-                    [sys.executable, "-c", MERGE_PROBE, str(base), str(adapter), str(out), how],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    cwd=ROOT,
-                )
-                growth = json.loads(probe.stdout.strip().splitlines()[-1])["growth"]
+                growth = merge_memory_growth(base, adapter, Path(work) / f"{how}{layers}", how)
                 results[f"merge {size:.0f} MB base, {how} (peak MB added)"] = growth
     return results
 

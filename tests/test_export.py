@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -184,64 +183,21 @@ def test_adapter_scaling_follows_rank_and_alpha(tmp_path, sharded_base):
     assert {m.scaling for m in stabilized.modules.values()} == {4.0}
 
 
-MEMORY_PROBE = textwrap.dedent(
-    """
-    import json, sys
-    from pathlib import Path
-    from ftkit.export import ExportRequest, load_and_merge
-    from ftkit.merge import current_memory_mb, peak_memory_mb, reset_peak_memory, stream_merge
-    import peft, transformers  # imported before measuring, by both paths
-    base, adapter, out, how = sys.argv[1:5]
-    before = current_memory_mb()
-    reset_peak_memory()
-    if how == "streaming":
-        stream_merge(Path(base), Path(adapter), Path(out), "16MB")
-    else:
-        load_and_merge(ExportRequest(base, adapter, out), base)
-    print(json.dumps({"growth": peak_memory_mb() - before}))
-    """
-)
-
-
-def _memory_growth(base: Path, adapter: Path, out: Path, how: str) -> float:
-    """How far the process's resident memory rose above where it stood before the merge (MB)."""
-    out.mkdir()
-    probe = subprocess.run(
-        [sys.executable, "-c", MEMORY_PROBE, str(base), str(adapter), str(out), how],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
-    return json.loads(probe.stdout.strip().splitlines()[-1])["growth"]
-
-
 @pytest.mark.skipif(
     not Path("/proc/self/clear_refs").exists(), reason="peak memory is measured through Linux /proc"
 )
 def test_streaming_merge_memory_stays_near_one_shard(tmp_path, chatml_tokenizer):
     """Bases of ~160 MB and ~420 MB in 16 MB shards: the streaming merge's memory does not grow with the
     model (it holds about one tensor at a time), while loading the whole model costs about the model."""
-    from transformers import AutoModelForCausalLM, LlamaConfig
+    from ftkit.testing import merge_memory_growth, save_merge_base
 
     sizes, growth = {}, {}
     for name, layers in (("small", 10), ("large", 30)):
-        config = LlamaConfig(
-            vocab_size=8000,
-            hidden_size=512,
-            intermediate_size=1536,
-            num_hidden_layers=layers,
-            num_attention_heads=8,
-            num_key_value_heads=8,
-            tie_word_embeddings=False,
-        )
         base = tmp_path / name
-        AutoModelForCausalLM.from_config(config).save_pretrained(base, max_shard_size="16MB")
-        chatml_tokenizer.save_pretrained(base)
-        sizes[name] = sum(f.stat().st_size for f in base.glob("*.safetensors")) / 2**20
+        sizes[name] = save_merge_base(base, chatml_tokenizer, layers)
         adapter = make_adapter(base, tmp_path / f"{name}-adapter")
-        growth[name] = _memory_growth(base, adapter, tmp_path / f"{name}-streamed", "streaming")
-    whole = _memory_growth(tmp_path / "large", tmp_path / "large-adapter", tmp_path / "whole", "whole")
+        growth[name] = merge_memory_growth(base, adapter, tmp_path / f"{name}-streamed", "streaming")
+    whole = merge_memory_growth(tmp_path / "large", tmp_path / "large-adapter", tmp_path / "whole", "whole")
     assert sizes["large"] > 2.5 * sizes["small"] > 350
     assert growth["large"] < 0.25 * sizes["large"], (growth, sizes)
     assert growth["large"] < growth["small"] + 48, (growth, sizes)  # flat in the model's size

@@ -116,7 +116,7 @@ def relaunch(argv: list[str], nproc: int, port: int) -> int:
 
 
 def check_stage(stage: str) -> str:
-    """The `module:function` of a stage's runner; a stage without one is a user error."""
+    """The `module:STAGE` of a stage's declaration; a stage without one is a user error."""
     from ftkit.stages import STAGES
 
     if stage not in STAGES:
@@ -126,9 +126,9 @@ def check_stage(stage: str) -> str:
 
 
 def stage_runner(stage: str) -> Any:
-    """The run function of a stage, imported on demand (stages import torch and the trainers)."""
-    module, function = check_stage(stage).split(":")
-    return getattr(importlib.import_module(module), function)
+    """The Stage declaration of a stage, imported on demand (stages import torch and the trainers)."""
+    module, attribute = check_stage(stage).split(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def train(recipe: Recipe, argv: list[str]) -> int:
@@ -150,7 +150,9 @@ def train(recipe: Recipe, argv: list[str]) -> int:
             prepare_data(recipe)  # tokenize once, here; every worker then loads the cached result
         code = relaunch(argv, nproc, recipe.distributed.master_port)
         return user_error_code(recipe, code)
-    stage_runner(recipe.stage)(recipe, context)
+    from ftkit.stages.runner import run_stage
+
+    run_stage(recipe, context, stage_runner(recipe.stage))
     return 0
 
 

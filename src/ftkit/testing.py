@@ -173,3 +173,58 @@ def save_tiny_model(
     else:
         config.save_pretrained(directory)
     return directory
+
+
+# ------------------------------------------------------------------ merge memory (test and benchmark)
+
+_MERGE_PROBE = """
+import json, sys
+from pathlib import Path
+from ftkit.export import ExportRequest, load_and_merge
+from ftkit.merge import current_memory_mb, peak_memory_mb, reset_peak_memory, stream_merge
+import peft, transformers  # imported before measuring, by both paths
+base, adapter, out, how = sys.argv[1:5]
+before = current_memory_mb()
+reset_peak_memory()
+if how == "streaming":
+    stream_merge(Path(base), Path(adapter), Path(out), "16MB")
+else:
+    load_and_merge(ExportRequest(base, adapter, out), base)
+print(json.dumps({"growth": peak_memory_mb() - before}))
+"""
+
+
+def save_merge_base(directory: str | Path, tokenizer: Any, layers: int) -> float:
+    """A Llama of `layers` 512-wide layers (~14 MB each) saved in 16 MB shards; returns its size in MB."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(
+        vocab_size=8000,
+        hidden_size=512,
+        intermediate_size=1536,
+        num_hidden_layers=layers,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        tie_word_embeddings=False,
+    )
+    directory = Path(directory)
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory, max_shard_size="16MB")
+    tokenizer.save_pretrained(directory)
+    return sum(f.stat().st_size for f in directory.glob("*.safetensors")) / 2**20
+
+
+def merge_memory_growth(base: Path, adapter: Path, out: Path, how: str) -> float:
+    """How far a fresh process's resident memory rises above where it stood before merging (MB), merging
+    `streaming` (shard by shard) or `whole` (the model loaded)."""
+    import json
+    import subprocess
+    import sys
+
+    Path(out).mkdir()
+    probe = subprocess.run(
+        [sys.executable, "-c", _MERGE_PROBE, str(base), str(adapter), str(out), how],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(probe.stdout.strip().splitlines()[-1])["growth"]

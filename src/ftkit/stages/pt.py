@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from ftkit.config import Recipe
-from ftkit.launch import LaunchContext
 from ftkit.models.runtime import Runtime
+from ftkit.stages import sft
 from ftkit.stages.common import trl_arguments
-from ftkit.stages.fused_head import use_compact_lm_head
-from ftkit.stages.runner import Stage, TrainerInputs, run_stage
+from ftkit.stages.runner import Stage
 
 
 def arguments(recipe: Recipe, runtime: Runtime) -> Any:
@@ -20,21 +19,5 @@ def arguments(recipe: Recipe, runtime: Runtime) -> Any:
     return SFTConfig(**trl_arguments(recipe, runtime), max_length=None, packing=False)
 
 
-def trainer(inputs: TrainerInputs) -> Any:
-    from trl import SFTTrainer
-
-    use_compact_lm_head()
-    return SFTTrainer(
-        model=inputs.model,
-        args=inputs.args,
-        train_dataset=inputs.train,
-        eval_dataset=inputs.eval,
-        processing_class=inputs.tokenizer,
-    )
-
-
-STAGE = Stage(arguments, trainer)
-
-
-def run(recipe: Recipe, context: LaunchContext) -> None:
-    run_stage(recipe, context, STAGE)
+# The blocks are labeled like SFT examples: the same trainer runs them.
+STAGE = Stage(arguments, sft.trainer)

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from ftkit.config import Recipe
-from ftkit.launch import LaunchContext
 from ftkit.models.runtime import Runtime
 from ftkit.stages.common import trl_arguments
 from ftkit.stages.fused_head import use_compact_lm_head
-from ftkit.stages.runner import Stage, TrainerInputs, run_stage
+from ftkit.stages.runner import Stage, TrainerInputs
 
 
 def arguments(recipe: Recipe, runtime: Runtime) -> Any:
@@ -44,7 +43,3 @@ def trainer(inputs: TrainerInputs) -> Any:
 
 
 STAGE = Stage(arguments, trainer)
-
-
-def run(recipe: Recipe, context: LaunchContext) -> None:
-    run_stage(recipe, context, STAGE)

@@ -7,6 +7,8 @@ with another family's tokenizer fails the special-token check instead of trainin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ftkit.templates.registry import register
 from ftkit.templates.template import Reasoning, Template, Turn
 
@@ -48,7 +50,7 @@ register(
 
 _QWEN3_THINKING = Reasoning(keep="after_last_user", final_empty_block=True, switch="enable_thinking")
 
-register(
+QWEN3 = register(
     Template(
         name="qwen3",
         family="qwen3",
@@ -65,18 +67,12 @@ register(
 )
 
 register(
-    Template(
+    replace(
+        QWEN3,
         name="qwen3_initial",
         family="qwen3_initial",
         description="Qwen3 first revision (April 2025, still shipped by Qwen3-*-Base): renders text "
         "conversations like qwen3.",
-        system=_chatml("system"),
-        user=_chatml("user"),
-        assistant=_chatml("assistant"),
-        reasoning=_QWEN3_THINKING,
-        variables={"enable_thinking": "true"},
-        stop=("<|im_end|>", "<|endoftext|>"),
-        special_tokens=CHATML_TOKENS,
     )
 )
 
