@@ -54,9 +54,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, chatml_tokenizer) -
     return save_tiny_model(directory, chatml_tokenizer, tiny_llama_config(chatml_tokenizer), seed=0)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `ftkit ...` in a subprocess, as a user would."""
-    env = {**os.environ, **_OFFLINE}
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `ftkit ...` in a subprocess, as a user would (`env`: extra environment variables)."""
+    env = {**os.environ, **_OFFLINE, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "ftkit", *args],
         cwd=cwd or ROOT,

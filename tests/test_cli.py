@@ -49,6 +49,7 @@ def test_version_and_help_do_not_import_torch():
 
 def test_check_does_not_import_torch():
     assert _heavy_modules_after("main(['check', 'recipes/llama32_3b_paraphrase.yaml', '-q'])") == []
+    assert _heavy_modules_after("main(['check', 'examples/quickstart.yaml', '-q'])") == []
 
 
 def test_version_output(capsys):
@@ -88,7 +89,7 @@ def test_unknown_dataset_exits_2_with_suggestion(tmp_path, capsys):
 
 
 def test_paraphrase_recipe_checks_offline():
-    result = run_cli("check", "recipes/llama32_3b_paraphrase.yaml")
+    result = run_cli("check", "recipes/llama32_3b_paraphrase.yaml", "--device", "cuda")  # a GPU recipe
     assert result.returncode == 0, result.stderr
     assert "meta-llama/Llama-3.2-3B-Instruct (hub id; unverified offline" in result.stdout
     assert "paws_paraphrase: pairs from hub google-research-datasets/paws" in result.stdout

@@ -161,8 +161,11 @@ def test_pickle_base_falls_back_to_the_whole_model_and_says_why(tmp_path, chatml
         AutoModelForCausalLM.from_pretrained(base),
         LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False),
     ).save_pretrained(adapter)
+    with pytest.raises(UserError, match="stored as pickle files, which can run code"):
+        export(ExportRequest(str(base), str(adapter), str(tmp_path / "out")))  # pickle needs an opt-in
+    assert not (tmp_path / "out").exists()
     with caplog.at_level("WARNING"):
-        export(ExportRequest(str(base), str(adapter), str(tmp_path / "out")))
+        export(ExportRequest(str(base), str(adapter), str(tmp_path / "out"), allow_pickle=True))
     record = json.loads((tmp_path / "out" / "export.json").read_text())
     assert record["method"] == "whole model" and "pickle" in record["reason"]
     assert "cannot merge shard by shard" in caplog.text

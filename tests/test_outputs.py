@@ -10,7 +10,8 @@ from ftkit.atomic import atomic_directory, atomic_write_text
 from ftkit.config import load_recipe
 from ftkit.errors import UserError
 from ftkit.infer import read_conversations
-from ftkit.rundir import RunRecord, prepare_output_dir
+from ftkit.resume import plan_start, prepare_output_dir
+from ftkit.rundir import RunRecord
 
 
 def _recipe(tmp_path, *overrides):
@@ -65,15 +66,17 @@ def test_output_dir_guard(tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="is not empty and holds no ftkit run"):
-        prepare_output_dir(recipe)
+        plan_start(recipe)
     with pytest.raises(UserError, match="is not empty and holds no ftkit run"):
-        prepare_output_dir(_recipe(tmp_path, "train.resume_from_checkpoint=latest"))
+        plan_start(_recipe(tmp_path, "train.resume_from_checkpoint=latest"))
     (out / "notes.txt").unlink()
     RunRecord(recipe).finish("completed")
     with pytest.raises(UserError, match="already holds a completed run"):
-        prepare_output_dir(recipe)
-    prepare_output_dir(_recipe(tmp_path, "train.resume_from_checkpoint=latest"))  # allowed: continues it
-    prepare_output_dir(_recipe(tmp_path, "train.overwrite_output_dir=true"))
+        plan_start(recipe)
+    # A completed run is never resumed: that would replace its finished adapter.
+    with pytest.raises(UserError, match="holds a completed run, so there is nothing to resume"):
+        plan_start(_recipe(tmp_path, "train.resume_from_checkpoint=latest"))
+    prepare_output_dir(plan_start(_recipe(tmp_path, "train.overwrite_output_dir=true")))
     assert list(out.iterdir()) == []
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainerCallback
 
+from ftkit.atomic import apply_umask
 from ftkit.config import Recipe, dump_recipe
 from ftkit.config.redact import redact
 
@@ -157,11 +158,22 @@ class TrackerMetadata(TrainerCallback):
                 writer.flush()
 
 
+class CheckpointPermissions(TrainerCallback):
+    """Checkpoints get the file modes of the user's umask (safetensors writes its files 0600)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if checkpoint.is_dir():
+                apply_umask(checkpoint)
+
+
 def add_run_callbacks(trainer: Any, recipe: Recipe, metadata: dict[str, Any]) -> None:
     """ftkit's progress lines instead of the default printers, early stopping, and tracker metadata."""
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(ProgressLog())
+    trainer.add_callback(CheckpointPermissions())
     train = recipe.train
     if train.early_stopping_patience:
         trainer.add_callback(

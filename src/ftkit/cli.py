@@ -14,7 +14,8 @@ import warnings
 from collections.abc import Callable
 
 from ftkit import __version__
-from ftkit.errors import UserError
+from ftkit.config.redact import RedactingFilter, redact_text
+from ftkit.errors import Interrupted, UserError
 
 Handler = Callable[[argparse.Namespace], int | None]
 
@@ -30,7 +31,7 @@ def _train(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from ftkit.check import check
 
-    return check(args.recipe, args.overrides, show_recipe=not args.quiet)
+    return check(args.recipe, args.overrides, show_recipe=not args.quiet, device=args.device)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -47,6 +48,8 @@ def _export(args: argparse.Namespace) -> int:
         "shard_size": args.shard_size,
     }
     given = {name: value for name, value in flags.items() if value is not None}
+    if args.allow_pickle:
+        given["allow_pickle"] = True
     if args.recipe:
         from ftkit.config import load_recipe
 
@@ -178,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "-q", "--quiet", action="store_true", help="print the summary without the resolved recipe"
     )
+    sub.add_argument(
+        "--device",
+        choices=["cuda", "mps", "cpu"],
+        help="check device and precision for this kind of machine instead of this one (e.g. a GPU recipe on a laptop)",
+    )
 
     sub = command("export", _export, "Merge a trained LoRA adapter into its base model.")
     recipe_arguments(sub, required=False)
@@ -192,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--shard-size", help="maximum safetensors shard size (default 5GB)")
     sub.add_argument("--force", action="store_true", help="replace an existing output directory")
+    sub.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow a base stored in pickle (.bin) files, which can run code",
+    )
 
     def generation_arguments(sub: argparse.ArgumentParser, max_new_tokens: int) -> None:
         sub.add_argument(
@@ -276,6 +289,8 @@ def _configure_logging(level: str) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())  # no secret from the environment reaches a log line
     for noisy in ("httpx", "urllib3", "filelock", "fsspec", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # bitsandbytes warns at import on CPUs about an optional kernel package that ftkit does not need.
@@ -299,16 +314,20 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging(args.log_level)
+    # Messages are redacted where they are printed: a secret in the environment never reaches the terminal.
     try:
         return args.handler(args) or 0
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact_text(f"error: {exc}"), file=sys.stderr)
+        return exc.exit_code
+    except Interrupted as exc:
+        print(redact_text(str(exc)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception:
-        traceback.print_exc()
+        print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
         print(
             "error: unexpected failure (a bug in ftkit or a library); the traceback is above", file=sys.stderr
         )

@@ -25,3 +25,9 @@ class RecipeError(UserError):
         else:
             message = header + f" ({len(problems)} problems):\n" + "\n".join(f"  - {p}" for p in problems)
         super().__init__(message)
+
+
+class Interrupted(Exception):
+    """The user stopped the command (Ctrl-C); the message says what was kept and how to continue."""
+
+    exit_code = 130

@@ -19,6 +19,7 @@ from typing import Any
 from ftkit.atomic import atomic_directory
 from ftkit.config import Recipe
 from ftkit.errors import UserError
+from ftkit.models.sources import looks_like_path
 from ftkit.rundir import read_run
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class ExportRequest:
     """Chat template the adapter was trained with; None: the one its run.json records."""
     revision: str | None = None
     """Hub revision of the base; None: the one its run.json records (else the default branch)."""
+    allow_pickle: bool = False
+    """Load a base stored in pickle files (.bin), which can run code when loaded."""
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, force: bool = False) -> ExportRequest:
@@ -57,6 +60,7 @@ class ExportRequest:
             force,
             recipe.model.template,
             recipe.model.revision,
+            recipe.model.allow_pickle,
         )
 
 
@@ -82,6 +86,9 @@ def _check_adapter(adapter: Path) -> None:
         raise UserError(
             f"{adapter} holds no LoRA adapter (adapter_config.json); train first or pass --adapter"
         )
+    from ftkit.merge import adapter_weights
+
+    adapter_weights(adapter)
     run = read_run(adapter)
     if run is not None and run.get("status") != "completed":
         raise UserError(
@@ -99,6 +106,8 @@ def local_checkpoint(base: str, revision: str | None = None) -> Path:
     path = Path(base)
     if path.is_dir():
         return path
+    if looks_like_path(base):
+        raise UserError(f"base model {base}: no such local folder")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -154,7 +163,12 @@ def load_and_merge(request: ExportRequest, base: str) -> tuple[Any, Any]:
 
     dtype = _dtype(request.dtype) or "auto"
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, revision=request.revision)
+        model = AutoModelForCausalLM.from_pretrained(
+            base,
+            dtype=dtype,
+            revision=request.revision,
+            use_safetensors=None if request.allow_pickle else True,
+        )
     except OSError as exc:
         raise UserError(f"cannot load the base model {base!r}: {exc}") from None
     tokenizer = _tokenizer(Path(request.adapter), base)
@@ -253,6 +267,11 @@ def export(request: ExportRequest) -> Path:
                 report.peak_memory_mb,
             )
         except CannotStream as why:
+            if "pickle" in str(why) and not request.allow_pickle:
+                raise UserError(
+                    f"the base model in {base_dir} is stored as pickle files, which can run code when "
+                    "loaded; convert it to safetensors, or pass --allow-pickle (model.allow_pickle) if you trust it"
+                ) from None
             log.warning("cannot merge shard by shard (%s): loading the whole model instead", why)
             for child in staging.iterdir():
                 child.unlink()

@@ -75,8 +75,13 @@ def read_conversations(path: str | Path) -> list[dict[str, Any]]:
 def load_model_dir(path: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ftkit.models.sources import looks_like_path
+
+    if looks_like_path(path) and not Path(path).is_dir():
+        raise UserError(f"model {path}: no such local folder")
     try:
-        return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+        return model, AutoTokenizer.from_pretrained(path)
     except OSError as exc:
         raise UserError(f"cannot load a model from {path}: {exc}") from None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ftkit.config import Recipe
-from ftkit.errors import UserError
+from ftkit.errors import Interrupted, UserError
 
 log = logging.getLogger(__name__)
 
@@ -132,28 +132,53 @@ def stage_runner(stage: str) -> Any:
 
 
 def train(recipe: Recipe, argv: list[str]) -> int:
-    """Train the recipe in this process, or under torchrun when it asks for several processes."""
-    from ftkit.rundir import prepare_output_dir
+    """Train the recipe in this process, or under torchrun when it asks for several processes.
+
+    Everything that can be checked without weights is checked first (preflight), before anything loads
+    or is written; only then is the output_dir prepared (a failed run replaced, leftovers removed)."""
+    from ftkit.preflight import preflight
+    from ftkit.resume import follow_plan, prepare_output_dir
 
     context = LaunchContext.from_environment()
     if not context.is_main:
         logging.getLogger("ftkit").setLevel(logging.WARNING)  # rank 0 reports for everyone
-    check_stage(recipe.stage)
-    if context.is_main:
-        prepare_output_dir(recipe)
-    nproc = processes(recipe)
-    if nproc > 1 and context.world_size == 1:
-        from ftkit.check import summarize
+    found = preflight(recipe, output=context.is_main)
+    start = found.start if found.start is not None else follow_plan(recipe)
+    try:
+        if context.is_main:
+            prepare_output_dir(start)
+        nproc = processes(recipe)
+        if nproc > 1 and context.world_size == 1:
+            if recipe.data.cache:
+                prepare_data(recipe)  # tokenize once, here; every worker then loads the cached result
+            code = relaunch(argv, nproc, recipe.distributed.master_port)
+            return user_error_code(recipe, code)
+        from ftkit.stages.runner import run_stage
 
-        summarize(recipe)  # surface recipe-level user errors here, with exit code 2, not in N workers
-        if recipe.data.cache:
-            prepare_data(recipe)  # tokenize once, here; every worker then loads the cached result
-        code = relaunch(argv, nproc, recipe.distributed.master_port)
-        return user_error_code(recipe, code)
-    from ftkit.stages.runner import run_stage
-
-    run_stage(recipe, context, stage_runner(recipe.stage))
+        run_stage(recipe, context, stage_runner(recipe.stage), start)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_message(recipe, argv)) from None
     return 0
+
+
+def interrupted_message(recipe: Recipe, argv: list[str]) -> str:
+    """What Ctrl-C left behind, and the command that continues it."""
+    import shlex
+
+    from ftkit.rundir import inspect_run_dir
+
+    state = inspect_run_dir(recipe.train.output_dir)
+    kept = [
+        arg
+        for arg in argv
+        if not arg.startswith(("train.resume_from_checkpoint=", "train.overwrite_output_dir="))
+    ]
+    if state.latest is None:
+        return f"interrupted before the first checkpoint; nothing to resume. Start over with: ftkit {shlex.join(kept)}"
+    return (
+        f"interrupted; the run in {state.path} is saved up to {state.latest.name}. Resume it with: "
+        f"ftkit {shlex.join([*kept, 'train.resume_from_checkpoint=latest'])}"
+    )
 
 
 def prepare_data(recipe: Recipe) -> None:

@@ -114,6 +114,27 @@ def _pattern_value(module: str, patterns: dict[str, Any], default: Any) -> Any:
     return default
 
 
+def readable_safetensors(path: Path, what: str) -> None:
+    """A safetensors file whose header and size agree; a truncated or damaged file is a user error."""
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError for I/O)
+        raise UserError(
+            f"{what} {path} cannot be read ({exc}): the file is truncated or damaged. Save it again (for an "
+            "adapter: resume or rerun its training), or point at an intact copy"
+        ) from None
+
+
+def adapter_weights(directory: Path) -> Path:
+    """The adapter's safetensors file, checked to be there and intact."""
+    weights = directory / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"{directory} has no adapter_model.safetensors (ftkit merges safetensors adapters)")
+    readable_safetensors(weights, "adapter weights")
+    return weights
+
+
 def read_adapter(directory: Path) -> Adapter:
     try:
         config = json.loads((directory / "adapter_config.json").read_text())
@@ -124,9 +145,7 @@ def read_adapter(directory: Path) -> Adapter:
         raise UserError(
             f"{directory} holds a {config['peft_type']} adapter; ftkit merges LoRA (and DoRA) adapters"
         )
-    weights = directory / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise UserError(f"{directory} has no adapter_model.safetensors")
+    weights = adapter_weights(directory)
     adapter = Adapter(fan_in_fan_out=bool(config.get("fan_in_fan_out")))
     for key, tensor in load_file(str(weights)).items():
         name = key.removeprefix(ADAPTER_PREFIX)
@@ -235,6 +254,7 @@ def _plan(
     the base's order, from the checkpoint headers alone: nothing is read yet."""
     slots, shard, offset = [], 0, 0
     for path in shards:
+        readable_safetensors(path, "base model weights")
         with safe_open(str(path), framework="pt") as handle:
             for name in handle.keys():  # noqa: SIM118 (safe_open handles are not dicts)
                 view = handle.get_slice(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import yaml
@@ -10,15 +11,21 @@ from pydantic import ValidationError
 from ftkit.config.errors import render
 from ftkit.config.loader import display_path, load_raw
 from ftkit.config.recipe import Recipe
-from ftkit.config.redact import redact
+from ftkit.config.redact import redact, redacted_keys
 from ftkit.errors import RecipeError
 
 __all__ = ["Recipe", "dump_recipe", "load_recipe"]
+log = logging.getLogger(__name__)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Load, merge, interpolate and validate a recipe; problems raise RecipeError (exit code 2)."""
     raw = load_raw(path, overrides)
+    # The edge: a secret interpolated into the recipe (e.g. ${oc.env:WANDB_API_KEY} in a run name) is
+    # replaced here, before validation messages, output files or any library can see it.
+    for key in redacted_keys(raw.values):
+        log.warning("%s holds a secret from the environment; ftkit uses it redacted", key)
+    raw.values = redact(raw.values)
     try:
         recipe = Recipe.model_validate(raw.values)
     except ValidationError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftkit import __version__
-from ftkit.atomic import atomic_directory
+from ftkit.atomic import atomic_directory, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class DataCache:
 
     def save(self, key: str, splits: dict[str, Any], report: dict[str, Any]) -> Path:
         entry = self.path(key)
+        remove_stale_temporaries(self.directory)  # entries whose writer was killed
         with atomic_directory(entry, force=True) as staging:
             for name, dataset in splits.items():
                 dataset.save_to_disk(str(staging / name))

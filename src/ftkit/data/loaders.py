@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import codecs
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,9 @@ BUILDERS = {
     ".arrow": "arrow",
     ".txt": "text",
 }
+TEXT_BUILDERS = ("json", "csv", "text")
+ENCODING_CHECK_BYTES = 64 * 2**20
+"""How much of each text file `check_files` decodes up front; the loader reports problems further on."""
 
 
 def local_files(spec: DatasetSpec, dataset_dir: Path) -> tuple[str, list[Path]]:
@@ -39,6 +44,41 @@ def local_files(spec: DatasetSpec, dataset_dir: Path) -> tuple[str, list[Path]]:
     return kinds.pop(), files
 
 
+def _check_text(path: Path, name: str) -> None:
+    """The file's first ENCODING_CHECK_BYTES decode as UTF-8 and hold more than whitespace."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line, content = 0, 1, False
+    with path.open("rb") as handle:
+        while offset < ENCODING_CHECK_BYTES and (chunk := handle.read(1 << 20)):
+            try:
+                text = decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                position = offset + exc.start
+                line += chunk[: exc.start].count(b"\n")
+                raise UserError(
+                    f"dataset {name!r}: {path} is not UTF-8 text (byte 0x{chunk[exc.start]:02x} at offset "
+                    f"{position}, line {line}); save it as UTF-8"
+                ) from None
+            content = content or bool(text.strip())
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+    if not content and offset < ENCODING_CHECK_BYTES:
+        raise UserError(f"dataset {name!r}: {path} holds only whitespace; it has no rows")
+
+
+def check_files(spec: DatasetSpec, dataset_dir: str | Path) -> list[Path]:
+    """The entry's local files, each checked to be readable, not empty and (for text formats) UTF-8."""
+    builder, files = local_files(spec, Path(dataset_dir))
+    for path in files:
+        if path.stat().st_size == 0:
+            raise UserError(f"dataset {spec.name!r}: {path} is empty (0 bytes)")
+        if not os.access(path, os.R_OK):
+            raise UserError(f"dataset {spec.name!r}: {path} cannot be read (permission denied)")
+        if builder in TEXT_BUILDERS:
+            _check_text(path, spec.name)
+    return files
+
+
 def load_rows(spec: DatasetSpec, dataset_dir: str | Path) -> Any:
     """The entry's rows as a `datasets.Dataset`."""
     import datasets
@@ -47,9 +87,11 @@ def load_rows(spec: DatasetSpec, dataset_dir: str | Path) -> Any:
         builder, files = local_files(spec, Path(dataset_dir))
         try:
             return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
-        except (ValueError, datasets.exceptions.DatasetGenerationError) as exc:
+        except (ValueError, OSError, StopIteration, datasets.exceptions.DatasetGenerationError) as exc:
+            # datasets wraps the reader's error (pyarrow's, a decoding error, an empty file's StopIteration)
             cause = exc.__cause__ or exc
-            raise UserError(f"dataset {spec.name!r}: cannot read {spec.file_name}: {cause}") from None
+            reason = str(cause) or f"{type(cause).__name__} (no rows could be read)"
+            raise UserError(f"dataset {spec.name!r}: cannot read {spec.file_name}: {reason}") from None
     try:
         return datasets.load_dataset(
             spec.hf_hub_url,

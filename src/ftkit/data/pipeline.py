@@ -57,6 +57,9 @@ class DataReport:
     datasets: list[DatasetReport] = field(default_factory=list)
     splits: dict[str, SplitReport] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """Fingerprints of what shapes the training split: each train dataset (its data and registry entry),
+    the tokenizer and the template. A resume compares them with the recorded run's."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +70,7 @@ class DataReport:
             [DatasetReport(**d) for d in data["datasets"]],
             {name: SplitReport(**s) for name, s in data["splits"].items()},
             data.get("cache", {}),
+            data.get("inputs", {}),
         )
 
 
@@ -307,6 +311,20 @@ def _sources(recipe: Recipe, registry: Registry) -> tuple[dict[str, Any], dict[s
     return rows, fingerprints
 
 
+def _inputs(
+    recipe: Recipe, registry: Registry, fingerprints: dict[str, str], tokenizer: Any, template: Any
+) -> dict[str, Any]:
+    """Fingerprints of the training split's inputs (DataReport.inputs)."""
+    return {
+        "dataset": {
+            ref.name: cache_key({"source": fingerprints[ref.name], "entry": registry.fingerprint(ref.name)})
+            for ref in recipe.data.train
+        },
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "template": template_fingerprint(template) if template is not None else None,
+    }
+
+
 def _key(
     recipe: Recipe, registry: Registry, fingerprints: dict[str, str], tokenizer: Any, template: Any
 ) -> str:
@@ -362,14 +380,16 @@ def build_data(recipe: Recipe, tokenizer: Any, template: Any) -> BuiltData:
     registry = Registry(recipe.data.dataset_dir)
     rows, fingerprints = _sources(recipe, registry)
     key = _key(recipe, registry, fingerprints, tokenizer, template)
+    inputs = _inputs(recipe, registry, fingerprints, tokenizer, template)
     cache = DataCache(recipe.data.cache_dir) if recipe.data.cache else None
     if cache is not None and (hit := cache.load(key)) is not None:
         splits, saved = hit
         report = DataReport.from_dict(saved)
         report.cache = {"key": key, "hit": True, "path": str(cache.path(key))}
+        report.inputs = inputs
         return BuiltData(splits["train"], splits.get("eval"), report)
 
-    report = DataReport()
+    report = DataReport(inputs=inputs)
     train, evaluation = normalize(recipe, registry, rows, report)
     splits = {"train": train} if evaluation is None else {"train": train, "eval": evaluation}
     sources = {name: registry.get(name).source for name in rows}

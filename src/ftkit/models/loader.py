@@ -73,12 +73,10 @@ def quantization_config(model: ModelConfig, runtime: Runtime) -> Any:
         return None
     from transformers import BitsAndBytesConfig
 
-    from ftkit.models.runtime import DTYPES, HALF
+    from ftkit.models.runtime import HALF, torch_dtype
 
-    if quant.compute_dtype == "auto":
-        compute = HALF.get(runtime.precision, DTYPES["float32"])
-    else:
-        compute = DTYPES[quant.compute_dtype]
+    name = HALF.get(runtime.precision, "float32") if quant.compute_dtype == "auto" else quant.compute_dtype
+    compute = torch_dtype(name)
     try:
         return BitsAndBytesConfig(
             load_in_4bit=quant.bits == 4,
@@ -99,6 +97,8 @@ def load_model(model: ModelConfig, runtime: Runtime, seed: int) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     name = model.name_or_path
+    if model.trust_remote_code:
+        log.warning("model.trust_remote_code is on: code shipped with %s runs in this process", name)
     common = {"dtype": runtime.dtype, "trust_remote_code": model.trust_remote_code}
     if runtime.attn_implementation:
         common["attn_implementation"] = runtime.attn_implementation
@@ -112,18 +112,13 @@ def load_model(model: ModelConfig, runtime: Runtime, seed: int) -> Any:
             log.info("initialized %s with random weights from its config (seed %d)", name, seed)
         else:
             loaded = AutoModelForCausalLM.from_pretrained(
-                name, revision=model.revision, use_safetensors=True, **common
+                name, revision=model.revision, use_safetensors=None if model.allow_pickle else True, **common
             )
     except OSError as exc:
         raise UserError(f"cannot load model {name!r}: {exc}.{_hub_hint(name)}") from None
     except ValueError as exc:
         raise UserError(f"cannot load model {name!r}: {exc}") from None
     return loaded
-
-
-def _device_index(runtime: Runtime) -> Any:
-    # Under torchrun the trainer arguments have already selected this process's GPU.
-    return torch.cuda.current_device() if runtime.device == "cuda" else runtime.device
 
 
 def attention_backend(model: Any) -> str:

@@ -9,13 +9,11 @@ from typing import Any
 
 from ftkit.callbacks import LOSS_PLOT, plot_losses
 from ftkit.config import Recipe
-from ftkit.errors import UserError
 from ftkit.launch import LaunchContext, deepspeed_config
 from ftkit.models.runtime import Runtime
-from ftkit.rundir import publish
+from ftkit.rundir import FINAL_STAGING, publish
 
 log = logging.getLogger(__name__)
-COMPLETE_CHECKPOINT_MARKER = "trainer_state.json"  # the Trainer writes it last into a checkpoint
 
 
 def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
@@ -85,39 +83,6 @@ def log_data_report(report: Any) -> None:
         )
 
 
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Checkpoints that were fully written, oldest first."""
-    found = []
-    for path in Path(output_dir).glob("checkpoint-*"):
-        step = path.name.removeprefix("checkpoint-")
-        if step.isdigit() and (path / COMPLETE_CHECKPOINT_MARKER).is_file():
-            found.append((int(step), path))
-    return [path for _, path in sorted(found)]
-
-
-def resume_point(recipe: Recipe) -> str | None:
-    """The checkpoint to resume from, or None to start fresh."""
-    wanted = recipe.train.resume_from_checkpoint
-    if not wanted:
-        return None
-    if wanted == "latest":
-        checkpoints = complete_checkpoints(recipe.train.output_dir)
-        if not checkpoints:
-            log.info(
-                "resume_from_checkpoint=latest: no complete checkpoint in %s; starting from step 0",
-                recipe.train.output_dir,
-            )
-            return None
-        log.info("resuming from %s", checkpoints[-1])
-        return str(checkpoints[-1])
-    if not (Path(wanted) / COMPLETE_CHECKPOINT_MARKER).is_file():
-        raise UserError(
-            f"train.resume_from_checkpoint {wanted} is not a complete checkpoint (no trainer_state.json)"
-        )
-    log.info("resuming from %s", wanted)
-    return wanted
-
-
 def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path) -> list[str]:
     """Save the trained adapter or model, tokenizer, trainer state and loss plot into output_dir.
 
@@ -125,7 +90,7 @@ def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path) -> 
     run's status at running/failed rather than a half-written model that looks finished.
     """
     output_dir = Path(output_dir)
-    staging = output_dir / ".final.tmp"
+    staging = output_dir / FINAL_STAGING
     if context.is_main:
         shutil.rmtree(staging, ignore_errors=True)  # left by a crash during an earlier save
     trainer.save_model(str(staging))

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from ftkit.errors import UserError
@@ -102,18 +105,65 @@ REWARDS: dict[str, Reward] = {
 }
 
 
+TRAINER_ARGUMENTS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
+"""What TRL's GRPOTrainer passes every reward function by keyword, besides the dataset's columns."""
+DATASET_COLUMNS = ("reference",)
+
+
+def _check_signature(name: str, function: Callable[..., Any], params: dict[str, Any]) -> None:
+    """The function accepts what the trainer passes (by keyword) and the recipe's params."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return  # a builtin or C function: nothing to inspect
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        raise UserError(
+            f"reward {name!r} must take **kwargs: the trainer passes it {', '.join(TRAINER_ARGUMENTS)} and "
+            f"the dataset's columns ({', '.join(DATASET_COLUMNS)}) by keyword"
+        )
+    given = {*TRAINER_ARGUMENTS, *DATASET_COLUMNS, *params}
+    missing = [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.default is p.empty
+        and p.name not in given
+    ]
+    if missing:
+        raise UserError(
+            f"reward {name!r} needs {', '.join(missing)}, which neither the trainer nor the recipe gives: "
+            f"set them in the reward's params (grpo.reward_funcs: [{{name: {name}, params: {{...}}}}])"
+        )
+    if "completions" not in names:
+        raise UserError(f"reward {name!r} must take a `completions` argument (one completion per score)")
+
+
+def import_reward(name: str, params: dict[str, Any]) -> Callable[..., list[Score]]:
+    """A user function from `package.module:function`, checked to accept the trainer's arguments.
+    Modules are found from the working directory too (a `my_rewards.py` beside the recipe)."""
+    module_name, _, attribute = name.partition(":")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"reward {name!r}: cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:  # the user's module raised while importing
+        raise UserError(
+            f"reward {name!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise UserError(f"reward {name!r}: {module_name} has no function {attribute!r}")
+    _check_signature(name, function, params)
+    return partial(function, **params) if params else function
+
+
 def resolve_reward(name: str, params: dict[str, Any]) -> Callable[..., list[Score]]:
     """A built-in reward bound to its params, or a user function imported from `module:function`."""
     if ":" in name:
-        module_name, _, attribute = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise UserError(f"reward {name!r}: cannot import {module_name!r} ({exc})") from None
-        function = getattr(module, attribute, None)
-        if not callable(function):
-            raise UserError(f"reward {name!r}: {module_name} has no function {attribute!r}")
-        return partial(function, **params) if params else function
+        return import_reward(name, params)
     if name not in REWARDS:
         close = difflib.get_close_matches(name, REWARDS, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""

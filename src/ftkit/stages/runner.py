@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftkit.atomic import atomic_directory
 from ftkit.callbacks import add_run_callbacks, finish_trackers, start_trackers
 from ftkit.config import Recipe
 from ftkit.data.pipeline import build_data
@@ -19,11 +20,11 @@ from ftkit.models.adapters import apply_adapter, count_parameters
 from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template
 from ftkit.models.runtime import Runtime, resolve_runtime
 from ftkit.models.special_tokens import resize_embeddings
-from ftkit.rundir import RunRecord
-from ftkit.stages.common import log_data_report, resume_point, save_final
+from ftkit.resume import StartPlan, check_data_unchanged
+from ftkit.rundir import SCRATCH_BASE, RunRecord
+from ftkit.stages.common import log_data_report, save_final
 
 log = logging.getLogger(__name__)
-SCRATCH_BASE = "base_model"
 
 
 @dataclass
@@ -46,7 +47,8 @@ class Stage:
     trainer: Callable[[TrainerInputs], Any]
 
 
-def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage) -> None:
+def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage, start: StartPlan) -> None:
+    """Train; `start` says whether this is a new run or which checkpoint it resumes (resume.py)."""
     from transformers import set_seed
 
     # Seed before anything random: from-scratch weights, adapter initialization, dropout, data order.
@@ -59,20 +61,32 @@ def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage) -> None:
     with args.main_process_first(desc="preparing the datasets"):
         data = build_data(recipe, tokenizer, template)
     log_data_report(data.report)
+    if context.is_main:
+        check_data_unchanged(start, data.report.inputs)
     train, evaluation = data.for_trainer(recipe.stage)
-    model = load_model(recipe.model, runtime, recipe.train.seed)
+    if start.scratch_base is not None:
+        # A resumed from-scratch LoRA run continues on the exact random base it saved, never a new one.
+        log.info("loading the run's saved random base from %s", start.scratch_base)
+        saved = recipe.model.model_copy(
+            update={"name_or_path": str(start.scratch_base), "from_scratch": False}
+        )
+        model = load_model(saved, runtime, recipe.train.seed)
+    else:
+        model = load_model(recipe.model, runtime, recipe.train.seed)
     resize_embeddings(model, tokenizer, bundle.new_token_ids)
 
     # From here on the run writes into output_dir; everything above failed without leaving a trace.
     record = RunRecord(recipe, context.is_main)
     try:
         base_model = None
-        if recipe.model.from_scratch and recipe.adapter.type == "lora" and context.is_main:
+        if recipe.model.from_scratch and recipe.adapter.type == "lora":
             # An adapter is useless without the exact random base it was trained on: keep that base.
-            base_model = str(Path(recipe.train.output_dir) / SCRATCH_BASE)
-            model.save_pretrained(base_model)
-            tokenizer.save_pretrained(base_model)
-            model.config._name_or_path = str(Path(base_model).resolve())
+            base_model = Path(recipe.train.output_dir) / SCRATCH_BASE
+            if start.scratch_base is None and context.is_main:
+                with atomic_directory(base_model, force=True) as staging:
+                    model.save_pretrained(staging)
+                    tokenizer.save_pretrained(staging)
+            model.config._name_or_path = str(base_model.resolve())
         model = apply_adapter(model, recipe.adapter, bundle.new_token_ids)
         parameters = count_parameters(model)
         record.update(
@@ -103,7 +117,9 @@ def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage) -> None:
         if context.is_main:
             start_trackers(recipe, record.data)
         add_run_callbacks(trainer, recipe, record.data)
-        checkpoint = resume_point(recipe)
+        checkpoint = str(start.checkpoint) if start.checkpoint is not None else None
+        if checkpoint:
+            log.info("resuming from %s", checkpoint)
         result = _train(trainer, checkpoint, recipe)
         saved = save_final(trainer, context, recipe.train.output_dir)
         record.finish(

@@ -49,5 +49,8 @@ class ModelConfig(Section):
     """Where to train; auto picks cuda, then mps, then cpu."""
     trust_remote_code: StrictBool = False
     """Allow model code shipped in the checkpoint to run. Off by default: only enable for publishers you trust."""
+    allow_pickle: StrictBool = False
+    """Allow weights in pickle files (pytorch_model.bin, .pt), which can run code when loaded. Off: only
+    safetensors are loaded."""
     quantization: QuantizationConfig | None = None
     """Load the base weights quantized (needs the bitsandbytes extra and a LoRA adapter)."""
