@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -11,10 +12,11 @@ from ftkit.cli import main
 from ftkit.config import load_recipe
 from ftkit.data.formats import FORMATS, BadRow
 from ftkit.data.pipeline import build_data
-from ftkit.data.processors import PROCESSORS, Processor
+from ftkit.data.processors import process_grpo
 from ftkit.data.registry import DatasetSpec, Registry
 from ftkit.data.tokenize import IGNORE_INDEX
 from ftkit.errors import UserError
+from ftkit.stages import STAGES
 from ftkit.templates import get_template
 from tests.conftest import TEST_DATA
 
@@ -494,13 +496,13 @@ def test_val_size_that_leaves_nothing_is_an_error(tmp_path, chatml_tokenizer):
 @pytest.fixture
 def counting_processor(monkeypatch):
     calls = Counter()
-    original = PROCESSORS["sft"]
+    original = STAGES["sft"]
 
     def counted(batch, *args, **kwargs):
         calls["rows"] += len(batch["messages"])
         return original.process(batch, *args, **kwargs)
 
-    monkeypatch.setitem(PROCESSORS, "sft", Processor(counted, original.columns))
+    monkeypatch.setitem(STAGES, "sft", replace(original, process=counted))
     return calls
 
 
@@ -610,7 +612,7 @@ def test_grpo_prompts_get_exactly_one_bos(adds_bos):
         "messages": [[{"role": "user", "content": "two plus two"}, {"role": "assistant", "content": "4"}]],
         "tools": [None],
     }
-    out = PROCESSORS["grpo"].process(
+    out = process_grpo(
         batch, tokenizer, get_template("llama3"), ProcessOptions(MaskOptions(64))
     )
     [prompt] = out["prompt"]

@@ -183,7 +183,7 @@ def test_malformed_conversations_are_clear_errors(messages, problem):
 
 def test_registry_rejects_duplicates_and_suggests_names():
     with pytest.raises(ValueError, match="registered twice"):
-        register(Template(name="chatml", family="x", description="", user=Turn(""), assistant=Turn("")))
+        register(Template(name="chatml", description="", user=Turn(""), assistant=Turn("")))
     with pytest.raises(UserError, match=r"unknown chat template 'lama3' \(did you mean llama3\?\)"):
         get_template("lama3")
     assert get_template("llama3.2").name == "llama3_2"

@@ -31,3 +31,8 @@ class Interrupted(Exception):
     """The user stopped the command (Ctrl-C); the message says what was kept and how to continue."""
 
     exit_code = 130
+
+
+def listing(items: list[str], last: str = "and") -> str:
+    """`a, b and c` (or `a, b or c`) for messages."""
+    return f"{', '.join(items[:-1])} {last} {items[-1]}" if len(items) > 1 else "".join(items)

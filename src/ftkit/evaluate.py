@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,10 @@ from ftkit.atomic import atomic_write_text
 from ftkit.config import Recipe
 from ftkit.errors import UserError
 from ftkit.infer import GenerationOptions, generate, load_for_inference
-from ftkit.metrics import accuracy, exact_match, numeric_accuracy, rouge
+from ftkit.metrics import METRICS
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "eval_results.json"
-LOWER_IS_BETTER = ("loss", "perplexity")
 
 
 @dataclass(frozen=True)
@@ -49,10 +47,8 @@ def _eval_examples(recipe: Recipe, limit: int | None) -> tuple[Any, list[str]]:
     return evaluation, labels
 
 
-def loss_and_perplexity(
-    model: Any, tokenizer: Any, template: Any, recipe: Recipe, batch_size: int, limit: int | None
-) -> dict[str, float]:
-    """Mean negative log-likelihood of the trained tokens (answers) of the eval data, and its exp."""
+def mean_nll(model: Any, tokenizer: Any, template: Any, recipe: Recipe, batch_size: int, limit: int | None) -> float:
+    """Mean negative log-likelihood of the trained tokens (answers) of the eval data."""
     import torch
 
     from ftkit.data.pipeline import build_data
@@ -85,23 +81,24 @@ def loss_and_perplexity(
         )
         total += losses.item()
         count += int((targets != -100).sum())
-    loss = total / max(count, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    return total / max(count, 1)
 
 
 def task_metrics(
     answers: list[str], references: list[str], metrics: list[str], labels: list[str]
 ) -> dict[str, float]:
+    """The metric table's generated-answer metrics named in `metrics`."""
     scores: dict[str, float] = {}
-    if "exact_match" in metrics:
-        scores["exact_match"] = exact_match(answers, references)
-    if "accuracy" in metrics:
-        scores["accuracy"] = accuracy(answers, references, labels or None)
-    if "numeric_match" in metrics:
-        scores["numeric_match"] = numeric_accuracy(answers, references)
-    if "rouge" in metrics:
-        scores |= rouge(answers, references)
+    for name in metrics:
+        generated = METRICS[name].generated
+        if generated is not None:
+            scores |= generated(answers, references, labels)
     return scores
+
+
+def lower_is_better(name: str) -> bool:
+    """For a reported score (rouge reports rouge1, ...): whether a smaller value is the better one."""
+    return name in METRICS and METRICS[name].lower_is_better
 
 
 def score_model(
@@ -110,16 +107,15 @@ def score_model(
     from ftkit.models.loader import load_tokenizer_and_template
 
     config = recipe.eval
-    bundle = load_tokenizer_and_template(recipe.model, recipe.stage)
+    bundle = load_tokenizer_and_template(recipe.model)
     if model.get_input_embeddings().weight.shape[0] < len(bundle.tokenizer):
         model.resize_token_embeddings(len(bundle.tokenizer), mean_resizing=True)  # base without added tokens
     scores: dict[str, Any] = {}
-    if {"loss", "perplexity"} & set(config.metrics):
-        measured = loss_and_perplexity(
-            model, bundle.tokenizer, bundle.template, recipe, config.batch_size, limit
-        )
-        scores |= {k: v for k, v in measured.items() if k in config.metrics}
-    generated = [m for m in config.metrics if m not in LOWER_IS_BETTER]
+    from_likelihood = [name for name in config.metrics if METRICS[name].likelihood is not None]
+    if from_likelihood:
+        nll = mean_nll(model, bundle.tokenizer, bundle.template, recipe, config.batch_size, limit)
+        scores |= {name: METRICS[name].likelihood(nll) for name in from_likelihood}  # type: ignore[misc]
+    generated = [name for name in config.metrics if METRICS[name].generated is not None]
     if generated:
         conversations = [
             {"system": s, "messages": m[:-1]}
@@ -140,7 +136,7 @@ def _change(metric: str, base: float, tuned: float) -> str:
     """Relative improvement (lower is better for loss and perplexity); absolute when the base scored 0."""
     if base == 0:
         return f"{tuned - base:+.4f} abs"
-    better = (base - tuned) / abs(base) if metric in LOWER_IS_BETTER else (tuned - base) / abs(base)
+    better = (base - tuned) / abs(base) if lower_is_better(metric) else (tuned - base) / abs(base)
     return f"{better * 100:+.1f}%"
 
 

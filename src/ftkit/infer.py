@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ftkit.config import Recipe
-from ftkit.data.tokenize import token_variables
 from ftkit.errors import UserError
 from ftkit.rundir import read_run
-from ftkit.templates import Template, get_template
+from ftkit.templates import ChatTemplate, get_template, token_variables
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ def load_for_inference(recipe: Recipe, model_dir: str | None = None) -> tuple[An
     return load_and_merge(request, resolve_base(request))
 
 
-def _generate_kwargs(tokenizer: Any, template: Template, options: GenerationOptions) -> dict[str, Any]:
+def _generate_kwargs(tokenizer: Any, template: ChatTemplate, options: GenerationOptions) -> dict[str, Any]:
     from ftkit.models.special_tokens import stop_token_ids
 
     kwargs: dict[str, Any] = {
@@ -133,7 +132,7 @@ def _answer(tokenizer: Any, ids: Sequence[int], stops: list[str]) -> str:
 def generate(
     model: Any,
     tokenizer: Any,
-    template: Template,
+    template: ChatTemplate,
     conversations: Sequence[dict[str, Any]],
     options: GenerationOptions = GenerationOptions(),
     progress: bool = False,

@@ -28,31 +28,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ftkit.errors import UserError
+from ftkit.sizes import parse_size
 
 log = logging.getLogger(__name__)
 ADAPTER_PREFIX = "base_model.model."
-SIZE_UNITS = {
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
-
-
 class CannotStream(Exception):
     """The base checkpoint cannot be merged tensor by tensor; the message says why."""
-
-
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", text)
-    if not match or match.group(2).upper() not in SIZE_UNITS:
-        raise UserError(f"{text!r} is not a size such as 5GB, 500MB or 2GiB")
-    return int(float(match.group(1)) * SIZE_UNITS[match.group(2).upper()])
 
 
 def _status_mb(field: str) -> float | None:

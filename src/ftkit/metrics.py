@@ -1,14 +1,17 @@
-"""Task metrics on generated answers, with the parsing they share with the GRPO rewards.
-
-Each metric takes predictions and references (lists of text) and returns a score in [0, 1].
+"""The eval metric table (`ftkit eval`, `eval.metrics`), and the per-answer scores it shares with the
+GRPO rewards: a metric and a reward of the same name score an answer the same way (the metric is the
+mean of the reward over the eval examples). Adding a metric is one `register_metric(Metric(...))`.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -68,10 +71,39 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
+# ------------------------------------------------------------------ one answer against its reference
+
+
+def exact_match_score(prediction: str, reference: str) -> float:
+    """1 when the answer (after any `</think>`) equals the reference after SQuAD normalization."""
+    return float(normalize_answer(final_answer(prediction)) == normalize_answer(reference))
+
+
+def numeric_match_score(prediction: str, reference: str) -> float | None:
+    """1 when the answer's final number equals the reference's; None when the reference has none."""
+    expected = final_number(reference)
+    if expected is None:
+        return None
+    got = final_number(prediction)
+    return float(got is not None and abs(got - expected) < 1e-6)
+
+
+def label_match_score(prediction: str, reference: str) -> float:
+    """Generative classification: 1 when the answer's first word is the reference label."""
+    words = re.findall(r"[\w-]+", final_answer(prediction).lower())
+    return float(bool(words) and words[0] == reference.strip().lower())
+
+
+def _mean(scores: Sequence[float | None]) -> float:
+    counted = [score for score in scores if score is not None]
+    return sum(counted) / len(counted) if counted else 0.0
+
+
+# ------------------------------------------------------------------ over the eval examples
+
+
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
-    pairs = list(zip(predictions, references, strict=True))
-    hits = sum(normalize_answer(final_answer(p)) == normalize_answer(r) for p, r in pairs)
-    return hits / len(pairs) if pairs else 0.0
+    return _mean([exact_match_score(p, r) for p, r in zip(predictions, references, strict=True)])
 
 
 def predicted_label(prediction: str, labels: Sequence[str]) -> str | None:
@@ -99,10 +131,8 @@ def accuracy(
 
 
 def numeric_accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Math: the prediction's final number equals the reference's."""
-    scored = [(final_number(p), final_number(r)) for p, r in zip(predictions, references, strict=True)]
-    scored = [(p, r) for p, r in scored if r is not None]
-    return sum(p is not None and abs(p - r) < 1e-6 for p, r in scored) / len(scored) if scored else 0.0
+    """Math: the prediction's final number equals the reference's (references without one are left out)."""
+    return _mean([numeric_match_score(p, r) for p, r in zip(predictions, references, strict=True)])
 
 
 def _words(text: str) -> list[str]:
@@ -150,3 +180,83 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
         "rouge2": sum(rouge_n(p, r, 2) for p, r in pairs) / len(pairs),
         "rougeL": sum(rouge_l(p, r) for p, r in pairs) / len(pairs),
     }
+
+
+# ------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    description: str
+    generated: Callable[[Sequence[str], Sequence[str], Sequence[str]], dict[str, float]] | None = None
+    """From generated answers: `(answers, references, labels) -> {name: score}` (labels: the eval entries'
+    label_map values, for classification)."""
+    likelihood: Callable[[float], float] | None = None
+    """From the mean negative log-likelihood of the eval answers (no generation)."""
+    lower_is_better: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.generated is None) == (self.likelihood is None):
+            raise TypeError(f"metric {self.name!r} needs exactly one of generated or likelihood")
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add a metric to the table; a name that is taken is a programming error."""
+    if metric.name in METRICS:
+        raise ValueError(f"metric {metric.name!r} is registered twice")
+    METRICS[metric.name] = metric
+    return metric
+
+
+def check_metric(name: str) -> str:
+    """`name` if it is in the table; otherwise a ValueError with the closest name and the choices."""
+    if name not in METRICS:
+        close = difflib.get_close_matches(name, METRICS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ValueError(f"{name!r} is not a metric{hint}; metrics: {', '.join(METRICS)}")
+    return name
+
+
+BUILTIN_METRICS = (
+    Metric("loss", "mean negative log-likelihood of the answers' tokens", likelihood=lambda nll: nll, lower_is_better=True),
+    Metric(
+        "perplexity",
+        "exp(loss)",
+        likelihood=lambda nll: math.exp(min(nll, 50.0)),
+        lower_is_better=True,
+    ),
+    Metric(
+        "exact_match",
+        "the answer equals the reference after SQuAD normalization (case, punctuation, articles, spaces)",
+        generated=lambda answers, refs, labels: {"exact_match": exact_match(answers, refs)},
+    ),
+    Metric(
+        "accuracy",
+        "classification: the first label named in the answer (of the entries' label_map values, else the "
+        "set of references) equals the reference",
+        generated=lambda answers, refs, labels: {"accuracy": accuracy(answers, refs, labels or None)},
+    ),
+    Metric(
+        "label_match",
+        "classification: the answer's first word is the reference label (the GRPO reward of that name)",
+        generated=lambda answers, refs, labels: {
+            "label_match": _mean([label_match_score(a, r) for a, r in zip(answers, refs, strict=True)])
+        },
+    ),
+    Metric(
+        "numeric_match",
+        "the answer's final number (`#### N`, `\\boxed{N}`, else the last number) equals the reference's",
+        generated=lambda answers, refs, labels: {"numeric_match": numeric_accuracy(answers, refs)},
+    ),
+    Metric(
+        "rouge",
+        "ROUGE-1, ROUGE-2 and ROUGE-L F1 over lower-cased words (reported as rouge1, rouge2, rougeL)",
+        generated=lambda answers, refs, labels: rouge(answers, refs),
+    ),
+)
+for _builtin in BUILTIN_METRICS:
+    register_metric(_builtin)

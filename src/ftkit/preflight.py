@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftkit.config import Recipe
+from ftkit.distributed import DEEPSPEED_PRESETS
 from ftkit.errors import UserError
 from ftkit.models.runtime import RuntimePlan, plan_runtime
 from ftkit.models.sources import check_weights, in_hub_cache, locate, read_json
 from ftkit.resume import StartPlan, plan_start
+from ftkit.stages import get_stage
 
 
 @dataclass
@@ -41,10 +43,7 @@ Check = Callable[[Recipe, Preflight], None]
 
 
 def _stage(recipe: Recipe, found: Preflight) -> None:
-    from ftkit.launch import check_stage
-
-    check_stage(recipe.stage)
-    found.add("stage", recipe.stage)
+    found.add("stage", f"{recipe.stage}: {get_stage(recipe.stage).description}")
 
 
 def _model(recipe: Recipe, found: Preflight) -> None:
@@ -169,7 +168,7 @@ def _datasets(recipe: Recipe, found: Preflight) -> None:
         for ref in refs:
             try:
                 spec = registry.get(ref.name)
-                check_entry(spec, recipe.stage)
+                check_entry(spec, get_stage(recipe.stage))
                 if spec.file_name:
                     files = check_files(spec, registry.dataset_dir)
                     size = sum(f.stat().st_size for f in files)
@@ -206,16 +205,12 @@ def deepspeed_file(value: str) -> dict:
     """A user's DeepSpeed JSON config, read and checked to be an object."""
     path = Path(value)
     if not path.is_file():
-        from ftkit.launch import DEEPSPEED_PRESETS
-
         presets = ", ".join(DEEPSPEED_PRESETS)
         raise UserError(f"distributed.deepspeed {value!r} is neither a preset ({presets}) nor a JSON file")
     return read_json(path, "distributed.deepspeed config")
 
 
 def _distributed(recipe: Recipe, found: Preflight) -> None:
-    from ftkit.launch import DEEPSPEED_PRESETS
-
     value = recipe.distributed.deepspeed
     if value and value not in DEEPSPEED_PRESETS:
         deepspeed_file(value)

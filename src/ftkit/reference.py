@@ -13,8 +13,12 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from ftkit.config.recipe import Recipe
+from ftkit.config.recipe import recipe_model
+from ftkit.data.formats import FORMATS
 from ftkit.data.registry import DatasetSpec
+from ftkit.metrics import METRICS
+from ftkit.stages import STAGES
+from ftkit.stages.rewards import REWARDS
 
 
 def _type_name(annotation: Any) -> str:
@@ -87,6 +91,38 @@ def _section(root: type[BaseModel], seen: set[type[BaseModel]]) -> list[str]:
     return lines
 
 
+def _stages() -> list[str]:
+    lines = ["| stage | what it trains | data | section | chat template |", "|---|---|---|---|---|"]
+    for name, spec in STAGES.items():
+        data = spec.shape.name + (" (ranking: true entries)" if spec.preference else "")
+        data += ", packing" if spec.packing else ""
+        section = f"`{name}:`" if spec.section is not None else "—"
+        lines.append(f"| `{name}` | {spec.description} | {data} | {section} | {'needed' if spec.needs_template else '—'} |")
+    return [*lines, ""]
+
+
+def _metrics() -> list[str]:
+    lines = ["| metric | scores | from |", "|---|---|---|"]
+    for name, metric in METRICS.items():
+        source = "generated answers" if metric.generated is not None else "the answers' likelihood"
+        lines.append(f"| `{name}` | {metric.description} | {source} |")
+    return [*lines, ""]
+
+
+def _rewards() -> list[str]:
+    lines = ["| reward | scores | params |", "|---|---|---|"]
+    for name, reward in REWARDS.items():
+        lines.append(f"| `{name}` | {reward.description} | {', '.join(reward.params) or '—'} |")
+    return [*lines, ""]
+
+
+def _formats() -> list[str]:
+    lines = ["| formatting | rows | preference data |", "|---|---|---|"]
+    for name, fmt in FORMATS.items():
+        lines.append(f"| `{name}` | {fmt.description} | {'with ranking: true' if fmt.ranking else '—'} |")
+    return [*lines, ""]
+
+
 def reference() -> str:
     seen: set[type[BaseModel]] = set()
     lines = [
@@ -99,13 +135,36 @@ def reference() -> str:
         "Every section rejects unknown keys. Relative paths are relative to the working directory, except",
         "`base:`, which is relative to the recipe file that names it.",
         "",
-        *_section(Recipe, seen),
+        "### Stages",
+        "",
+        "The stage table (`src/ftkit/stages/`): each stage's data, its own recipe section, whether it needs",
+        "`model.template`.",
+        "",
+        *_stages(),
+        "### Eval metrics",
+        "",
+        "The metric table (`src/ftkit/metrics.py`): what `eval.metrics` may name. A metric and a GRPO reward of",
+        "the same name score an answer the same way.",
+        "",
+        *_metrics(),
+        "### GRPO rewards",
+        "",
+        "The built-in rewards (`src/ftkit/stages/rewards.py`) for `grpo.reward_funcs`, besides",
+        "`package.module:function` and `{model: path}`.",
+        "",
+        *_rewards(),
+        *_section(recipe_model(), seen),
         "## Dataset registry entries",
         "",
         "Entries of `<data.dataset_dir>/dataset_info.json`, keyed by dataset name. LLaMA-Factory's fields are",
         "accepted as they are; `prompt_format`, `response_format`, `system`, `where` and `bidirectional` are",
         "ftkit's. Unknown fields are errors.",
         "",
+        "### Formats",
+        "",
+        "The format table (`src/ftkit/data/formats/`): what `formatting` may name.",
+        "",
+        *_formats(),
         *_section(DatasetSpec, seen),
     ]
     return "\n".join(lines).rstrip() + "\n"

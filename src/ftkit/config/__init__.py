@@ -1,42 +1,28 @@
-"""Recipe loading and validation. Importing this package does not import torch or transformers."""
+"""Recipe loading and validation. Importing this package does not import torch or transformers.
+
+`Recipe`, `load_recipe` and `dump_recipe` are imported on first use: the Recipe is composed from the
+stage table, whose stage modules declare their own sections with `ftkit.config.sections`, so this
+package must not import the recipe when a section module is imported.
+"""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import ValidationError
-
-from ftkit.config.errors import render
-from ftkit.config.loader import display_path, load_raw
-from ftkit.config.recipe import Recipe
-from ftkit.config.redact import redact, redacted_keys
-from ftkit.errors import RecipeError
+if TYPE_CHECKING:
+    from ftkit.config.load import dump_recipe, load_recipe
+    from ftkit.config.recipe import Recipe
 
 __all__ = ["Recipe", "dump_recipe", "load_recipe"]
-log = logging.getLogger(__name__)
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Load, merge, interpolate and validate a recipe; problems raise RecipeError (exit code 2)."""
-    raw = load_raw(path, overrides)
-    # The edge: a secret interpolated into the recipe (e.g. ${oc.env:WANDB_API_KEY} in a run name) is
-    # replaced here, before validation messages, output files or any library can see it.
-    for key in redacted_keys(raw.values):
-        log.warning("%s holds a secret from the environment; ftkit uses it redacted", key)
-    raw.values = redact(raw.values)
-    try:
-        recipe = Recipe.model_validate(raw.values)
-    except ValidationError as exc:
-        raise RecipeError(render(exc, Recipe, raw.where), display_path(raw.path)) from None
-    recipe._given = raw.values
-    return recipe
+def __getattr__(name: str) -> Any:
+    if name == "Recipe":
+        from ftkit.config.recipe import Recipe
 
+        return Recipe
+    if name in ("load_recipe", "dump_recipe"):
+        from ftkit.config import load
 
-def dump_recipe(recipe: Recipe, defaults: bool = True) -> str:
-    """The recipe as YAML with secrets redacted. With defaults, every key and the value it resolved to
-    (what `ftkit check` prints); without, the keys as given (bases merged, overrides applied), which
-    re-runs the same way even when other values change (what runs save as recipe.yaml)."""
-    values = recipe.model_dump(mode="json") if defaults or recipe._given is None else recipe._given
-    return yaml.safe_dump(redact(values), sort_keys=False, allow_unicode=True)
+        return getattr(load, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

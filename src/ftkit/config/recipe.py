@@ -1,31 +1,34 @@
-"""The whole recipe: one typed model per section, plus the checks that span sections."""
+"""The whole recipe: one typed model per section, plus the checks that span sections.
+
+The stage-dependent parts come from the stage table (stages/__init__.py): the `stage` choices, each
+stage's own section (e.g. `dpo:`) and its cross-section rules. `recipe_model()` composes the Recipe
+class from the table as it is, so a stage added to the table is a valid recipe stage at once.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from ftkit.config.sections.adapter import AdapterConfig, LoraAdapter
 from ftkit.config.sections.base import ConfigConflict, Section
 from ftkit.config.sections.data import DataConfig
 from ftkit.config.sections.distributed import DistributedConfig
-from ftkit.config.sections.dpo import DpoConfig
-from ftkit.config.sections.grpo import GrpoConfig
 from ftkit.config.sections.model import ModelConfig
 from ftkit.config.sections.outputs import EvalConfig, ExportConfig, LoggingConfig
 from ftkit.config.sections.train import TrainConfig
+from ftkit.errors import listing
+from ftkit.stages import STAGES, names_with
 
-Stage = Literal["pt", "sft", "grpo", "dpo"]
-CHAT_STAGES = ("sft", "grpo", "dpo")
 DEFAULT_LEARNING_RATE = {"lora": 2e-4, "full": 2e-5, "freeze": 2e-5}
 
 
 class Recipe(Section):
     """A validated recipe. Inner code receives this object and never re-reads the YAML."""
 
-    stage: Stage = "sft"
-    """Training method: pt (language modeling on text), sft (supervised chat), grpo (RL with rewards), dpo."""
+    stage: str = "sft"
+    """Training method (the stage table's names: `ftkit check` lists them in errors)."""
     model: ModelConfig
     """The base model, its tokenizer and chat template."""
     adapter: AdapterConfig = Field(default_factory=LoraAdapter)
@@ -36,10 +39,6 @@ class Recipe(Section):
     """The optimization loop (TrainingArguments names)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
     """What `ftkit eval` measures."""
-    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
-    """Rewards and sampling for stage grpo."""
-    dpo: DpoConfig = Field(default_factory=DpoConfig)
-    """Preference loss for stage dpo."""
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     """Experiment trackers."""
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -56,24 +55,23 @@ class Recipe(Section):
         self._check_quantization()
         self._check_eval()
         self._fill_defaults()
-        self._check_grpo_batch()  # after the defaults: it needs the eval batch size and strategy
+        check = STAGES[self.stage].check
+        if check is not None:
+            check(self)  # after the defaults: stage rules may need derived values (eval batch size)
         return self
 
     def _check_stage_needs(self) -> None:
-        if self.stage in CHAT_STAGES and not self.model.template:
+        spec = STAGES[self.stage]
+        if spec.needs_template and not self.model.template:
             raise ConfigConflict(
                 ("model.template", "model", "stage"),
                 f"stage {self.stage} formats conversations with a chat template: set model.template "
                 "(see `ftkit template list`)",
             )
-        if self.stage == "grpo" and not self.grpo.reward_funcs:
+        if self.data.packing and not spec.packing:
             raise ConfigConflict(
-                ("grpo.reward_funcs", "stage"),
-                "stage grpo needs at least one reward: set grpo.reward_funcs (e.g. [exact_match])",
-            )
-        if self.data.packing and self.stage not in ("pt", "sft"):
-            raise ConfigConflict(
-                ("data.packing", "stage"), f"data.packing applies to stages pt and sft, not {self.stage}"
+                ("data.packing", "stage"),
+                f"data.packing applies to stages {listing(names_with('packing'))}, not {self.stage}",
             )
 
     def _check_quantization(self) -> None:
@@ -90,29 +88,6 @@ class Recipe(Section):
                 "model.quantization",
                 "model.quantization cannot be combined with model.from_scratch: random weights have nothing "
                 "to preserve by quantizing. Remove one of them.",
-            )
-
-    def _check_grpo_batch(self) -> None:
-        """TRL's rule: every generation batch holds whole groups of num_generations completions. With
-        nproc_per_node: auto the process count is known at launch, where the trainer checks it again."""
-        if self.stage != "grpo":
-            return
-        processes = self.distributed.nproc_per_node if isinstance(self.distributed.nproc_per_node, int) else 1
-        generations = self.grpo.num_generations
-        batch = self.train.per_device_train_batch_size * self.train.gradient_accumulation_steps * processes
-        if batch % generations:
-            raise ConfigConflict(
-                ("grpo.num_generations", "train.per_device_train_batch_size"),
-                f"stage grpo samples grpo.num_generations={generations} completions per prompt, so "
-                "per_device_train_batch_size x gradient_accumulation_steps x nproc_per_node "
-                f"({batch}) must be a multiple of it",
-            )
-        eval_batch = (self.train.per_device_eval_batch_size or 1) * processes
-        if self.train.eval_strategy != "no" and eval_batch % generations:
-            raise ConfigConflict(
-                ("grpo.num_generations", "train.per_device_eval_batch_size"),
-                f"stage grpo evaluates grpo.num_generations={generations} completions per prompt, so "
-                f"per_device_eval_batch_size x nproc_per_node ({eval_batch}) must be a multiple of it",
             )
 
     def _check_eval(self) -> None:
@@ -155,3 +130,27 @@ class Recipe(Section):
             self.export.output_dir = f"{train.output_dir.rstrip('/')}/merged"
         if self.logging.run_name is None:
             self.logging.run_name = train.output_dir.rstrip("/").split("/")[-1]
+
+
+_COMPOSED: dict[tuple, type[Recipe]] = {}
+
+
+def recipe_model() -> type[Recipe]:
+    """The Recipe class for the stage table as it is: `stage` one of its names, plus each stage's section."""
+    key = tuple((name, spec.section) for name, spec in STAGES.items())
+    if key not in _COMPOSED:
+        fields: dict[str, Any] = {
+            "stage": (
+                Literal[tuple(STAGES)],
+                Field("sft", description=f"Training method: {', '.join(STAGES)} (`ftkit check` shows each)."),
+            )
+        }
+        for name, spec in STAGES.items():
+            if spec.section is not None:
+                summary = (spec.section.__doc__ or "").strip().split(". ")[0].rstrip(".")
+                fields[name] = (
+                    spec.section,
+                    Field(default_factory=spec.section, description=f"Stage {name}: {summary}."),
+                )
+        _COMPOSED[key] = create_model("Recipe", __base__=Recipe, __doc__=Recipe.__doc__, **fields)
+    return _COMPOSED[key]

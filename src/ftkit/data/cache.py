@@ -45,11 +45,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
 
-def template_fingerprint(template: Any) -> str:
-    description = getattr(template, "chat_template", None) or repr(template)
-    return hashlib.blake2b(description.encode("utf-8"), digest_size=16).hexdigest()
-
-
 def cache_key(parts: dict[str, Any]) -> str:
     payload = json.dumps(
         {"pipeline": PIPELINE_VERSION, "ftkit": __version__, **parts}, sort_keys=True, default=str

@@ -10,10 +10,8 @@ from typing import Any
 from ftkit.config import Recipe
 from ftkit.data.formats import check_entry
 from ftkit.data.registry import Registry
-from ftkit.data.tokenize import IGNORE_INDEX
 from ftkit.errors import UserError
-
-GREEN, DIM, RESET = "\033[32m", "\033[2m", "\033[0m"
+from ftkit.stages import get_stage
 
 
 def list_datasets(dataset_dir: str | Path) -> str:
@@ -41,51 +39,19 @@ def build(recipe: Recipe) -> Any:
     from ftkit.data.pipeline import build_data
     from ftkit.models.loader import load_tokenizer_and_template
 
-    bundle = load_tokenizer_and_template(recipe.model, recipe.stage)
+    bundle = load_tokenizer_and_template(recipe.model)
     return build_data(recipe, bundle.tokenizer, bundle.template), bundle.tokenizer
 
 
-def _spans(tokenizer: Any, input_ids: list[int], labels: list[int], color: bool) -> str:
-    """The example's text with trained spans green and masked spans dim (or [[...]] around trained text)."""
-    pieces, group, trained = [], [], None
-    for token, label in zip(input_ids, labels, strict=True):
-        is_trained = label != IGNORE_INDEX
-        if trained is not None and is_trained != trained:
-            pieces.append((trained, tokenizer.decode(group)))
-            group = []
-        group.append(token)
-        trained = is_trained
-    if group:
-        pieces.append((bool(trained), tokenizer.decode(group)))
-    if color:
-        return "".join(f"{GREEN if t else DIM}{text}{RESET}" for t, text in pieces)
-    return "".join(f"[[{text}]]" if t else text for t, text in pieces)
-
-
-def _record(example: dict[str, Any], tokenizer: Any, stage: str) -> dict[str, Any]:
-    record = {key: example[key] for key in ("_dataset", "_row") if key in example}
-    record = {"dataset": record.get("_dataset"), "row": None if "_row" not in record else record["_row"] + 1}
-    if stage == "dpo":
-        return {
-            **record,
-            "prompt": tokenizer.decode(example["prompt_ids"]),
-            "chosen": tokenizer.decode(example["chosen_ids"]),
-            "rejected": tokenizer.decode(example["rejected_ids"]),
-            "prompt_ids": example["prompt_ids"],
-            "chosen_ids": example["chosen_ids"],
-            "rejected_ids": example["rejected_ids"],
-        }
-    if stage == "grpo":
-        return {**record, "prompt": example["prompt"], "reference": example["reference"]}
-    return {
-        **record,
-        "text": tokenizer.decode(example["input_ids"]),
-        "input_ids": example["input_ids"],
-        "labels": example["labels"],
-    }
+def _origin(example: dict[str, Any]) -> dict[str, Any]:
+    """Where the example came from: its dataset and row (1-based)."""
+    row = example.get("_row")
+    return {"dataset": example.get("_dataset"), "row": None if row is None else row + 1}
 
 
 def preview(recipe: Recipe, count: int, as_json: bool, color: bool, split: str = "train") -> str:
+    """The first processed examples as the stage's trainer sees them (the stage's data shape shows them)."""
+    shape = get_stage(recipe.stage).shape
     data, tokenizer = build(recipe)
     dataset = data.train if split == "train" else data.eval
     if dataset is None:
@@ -93,23 +59,14 @@ def preview(recipe: Recipe, count: int, as_json: bool, color: bool, split: str =
     examples = [dataset[i] for i in range(min(count, len(dataset)))]
     if as_json:
         return "\n".join(
-            json.dumps(_record(e, tokenizer, recipe.stage), ensure_ascii=False) for e in examples
+            json.dumps({**_origin(e), **shape.record(e, tokenizer)}, ensure_ascii=False) for e in examples
         )
     blocks = []
     for index, example in enumerate(examples, start=1):
-        record = _record(example, tokenizer, recipe.stage)
-        origin = f" ({record['dataset']} row {record['row']})" if record.get("dataset") else ""
-        header = f"--- example {index}{origin}"
-        if recipe.stage in ("sft", "pt"):
-            body = _spans(tokenizer, example["input_ids"], example["labels"], color)
-            legend = "trained text in green" if color else "trained text in [[...]]"
-            blocks.append(f"{header}, {len(example['input_ids'])} tokens; {legend}\n{body}")
-        elif recipe.stage == "dpo":
-            blocks.append(
-                f"{header}\nPROMPT: {record['prompt']}\nCHOSEN: {record['chosen']}\nREJECTED: {record['rejected']}"
-            )
-        else:
-            blocks.append(f"{header}\nPROMPT: {record['prompt']}\nREFERENCE: {record['reference']}")
+        origin = _origin(example)
+        where = f" ({origin['dataset']} row {origin['row']})" if origin["dataset"] else ""
+        note, body = shape.show(example, tokenizer, color)
+        blocks.append(f"--- example {index}{where}{note}\n{body}")
     return "\n".join(blocks)
 
 

@@ -15,14 +15,16 @@ from typing import Any
 
 from ftkit.config.recipe import Recipe
 from ftkit.config.sections.data import DatasetRef
-from ftkit.data.cache import DataCache, cache_key, file_digest, template_fingerprint, tokenizer_fingerprint
+from ftkit.data.cache import DataCache, cache_key, file_digest, tokenizer_fingerprint
 from ftkit.data.formats import EXAMPLE_FIELDS, FORMATS, BadRow, Skip, check_entry
 from ftkit.data.loaders import load_rows, local_files
-from ftkit.data.processors import PROCESSORS, ProcessOptions, chunk_blocks
+from ftkit.data.processors import ProcessOptions
 from ftkit.data.registry import DatasetSpec, Registry
-from ftkit.data.tokenize import IGNORE_INDEX, MaskOptions
+from ftkit.data.tokenize import MaskOptions
 from ftkit.data.transforms import example_hash, first_occurrences, hold_out, length_problem, matches, mix
 from ftkit.errors import UserError
+from ftkit.stages import get_stage
+from ftkit.stages.spec import StageSpec
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class BuiltData:
 
     def for_trainer(self, stage: str) -> tuple[Any, Any | None]:
         """The splits with only the columns the stage's trainer reads."""
-        columns = list(PROCESSORS[stage].columns)
+        columns = list(get_stage(stage).shape.columns)
         return self.train.select_columns(columns), None if self.eval is None else self.eval.select_columns(
             columns
         )
@@ -220,19 +222,12 @@ def _percentiles(lengths: list[int]) -> dict[str, int]:
     return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1]}
 
 
-def _split_stats(processed: Any, stage: str, report: SplitReport) -> None:
+def _split_stats(processed: Any, stage: StageSpec, report: SplitReport) -> None:
     report.examples = len(processed)
-    lengths, trained = [], 0
-    if stage in ("sft", "pt"):
-        for labels in processed["labels"]:
-            lengths.append(len(labels))
-            trained += sum(1 for label in labels if label != IGNORE_INDEX)
-    elif stage == "dpo":
-        for prompt, chosen, rejected in zip(
-            processed["prompt_ids"], processed["chosen_ids"], processed["rejected_ids"], strict=True
-        ):
-            lengths.append(len(prompt) + max(len(chosen), len(rejected)))
-            trained += len(chosen) + len(rejected)
+    measure = stage.shape.measure
+    if measure is None:  # nothing is tokenized up front (prompts)
+        return
+    lengths, trained = measure(processed)
     report.tokens, report.trained_tokens, report.lengths = sum(lengths), trained, _percentiles(lengths)
 
 
@@ -242,13 +237,12 @@ def process_split(
     """Run the stage's processor over a split; bad examples are errors or counted skips.
 
     `sources` maps dataset names to where their rows come from, for error messages."""
-    data, stage = recipe.data, recipe.stage
-    processor = PROCESSORS[stage]
+    data, stage = recipe.data, get_stage(recipe.stage)
     options = ProcessOptions(
         MaskOptions(data.max_length, data.train_on_prompt, data.mask_history), data.system
     )
     processed = examples.map(
-        processor.process,
+        stage.process,
         batched=True,
         fn_kwargs={"tokenizer": tokenizer, "template": template, "options": options},
         remove_columns=list(EXAMPLE_FIELDS),
@@ -275,14 +269,14 @@ def process_split(
             data.max_length,
         )
     processed = processed.remove_columns(["_problem", "_truncated"])
-    if stage == "pt":
+    if stage.regroup is not None:
         processed = processed.map(
-            chunk_blocks,
+            stage.regroup,
             batched=True,
             batch_size=1000,
-            fn_kwargs={"block_size": data.max_length},
+            fn_kwargs={"max_length": data.max_length},
             remove_columns=processed.column_names,
-            desc=f"Chunking {split}",
+            desc=f"Regrouping {split}",
         )
     _split_stats(processed, stage, report)
     return processed, report
@@ -298,7 +292,7 @@ def _sources(recipe: Recipe, registry: Registry) -> tuple[dict[str, Any], dict[s
         if ref.name in rows:
             continue
         spec = registry.get(ref.name)
-        check_entry(spec, recipe.stage)
+        check_entry(spec, get_stage(recipe.stage))
         loaded = load_rows(spec, registry.dataset_dir)
         _check_columns(spec, loaded.column_names)
         rows[ref.name] = loaded
@@ -321,7 +315,7 @@ def _inputs(
             for ref in recipe.data.train
         },
         "tokenizer": tokenizer_fingerprint(tokenizer),
-        "template": template_fingerprint(template) if template is not None else None,
+        "template": template.fingerprint() if template is not None else None,
     }
 
 
@@ -338,7 +332,7 @@ def _key(
             "entries": entries,
             "sources": fingerprints,
             "tokenizer": tokenizer_fingerprint(tokenizer),
-            "template": template_fingerprint(template) if template is not None else None,
+            "template": template.fingerprint() if template is not None else None,
         }
     )
 

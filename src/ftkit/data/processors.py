@@ -1,4 +1,5 @@
-"""One processor per stage: normalized examples in, what that stage's trainer consumes out.
+"""Processors: normalized examples in, what a stage's trainer consumes out (each stage declares its own,
+stages/<stage>.py).
 
 Every processor works on a batch (datasets' batched map) and returns, besides its columns, `_problem`
 (why an example cannot be used, or None) and `_truncated`. The pipeline turns problems into errors or
@@ -7,12 +8,11 @@ counted skips.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ftkit.data.tokenize import IGNORE_INDEX, MaskOptions, encode_conversations, token_variables
-from ftkit.templates import Template, TemplateError
+from ftkit.data.tokenize import IGNORE_INDEX, MaskOptions, encode_conversations
+from ftkit.templates import ChatTemplate, TemplateError, token_variables
 
 Batch = dict[str, list]
 
@@ -34,7 +34,7 @@ def _conversations(batch: Batch, system: str | None) -> list[dict[str, Any]]:
     ]
 
 
-def _encode_each(tokenizer: Any, template: Template, examples: list[dict], options: ProcessOptions) -> list:
+def _encode_each(tokenizer: Any, template: ChatTemplate, examples: list[dict], options: ProcessOptions) -> list:
     """encode_conversations, falling back to one by one so a template error names its example."""
     try:
         return encode_conversations(tokenizer, template, examples, options.masks, options.variables)
@@ -48,7 +48,7 @@ def _encode_each(tokenizer: Any, template: Template, examples: list[dict], optio
         return results
 
 
-def process_sft(batch: Batch, tokenizer: Any, template: Template, options: ProcessOptions) -> Batch:
+def process_sft(batch: Batch, tokenizer: Any, template: ChatTemplate, options: ProcessOptions) -> Batch:
     examples = _conversations(batch, options.system)
     out: Batch = {"input_ids": [], "labels": [], "_truncated": [], "_problem": []}
     ready, positions = [], []
@@ -75,7 +75,7 @@ def process_sft(batch: Batch, tokenizer: Any, template: Template, options: Proce
     return out
 
 
-def process_dpo(batch: Batch, tokenizer: Any, template: Template, options: ProcessOptions) -> Batch:
+def process_dpo(batch: Batch, tokenizer: Any, template: ChatTemplate, options: ProcessOptions) -> Batch:
     """prompt_ids / chosen_ids / rejected_ids, split where the two full sequences stop agreeing, so that
     both are exactly the one-call tokenization of prompt + answer."""
     out: Batch = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "_truncated": [], "_problem": []}
@@ -127,7 +127,7 @@ def _trained(labels: list[int]) -> list[int]:
     return [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
 
 
-def process_pt(batch: Batch, tokenizer: Any, template: Template | None, options: ProcessOptions) -> Batch:
+def process_pt(batch: Batch, tokenizer: Any, template: ChatTemplate | None, options: ProcessOptions) -> Batch:
     """Documents to tokens, each ending with EOS; chunking into max_length blocks happens afterwards."""
     texts, problems = [], []
     for text, system, messages in zip(batch["text"], batch["system"], batch["messages"], strict=True):
@@ -141,7 +141,7 @@ def process_pt(batch: Batch, tokenizer: Any, template: Template | None, options:
     return {"input_ids": encoded, "_truncated": [False] * len(texts), "_problem": problems}
 
 
-def process_grpo(batch: Batch, tokenizer: Any, template: Template, options: ProcessOptions) -> Batch:
+def process_grpo(batch: Batch, tokenizer: Any, template: ChatTemplate, options: ProcessOptions) -> Batch:
     """The prompt rendered with the generation prompt, and the reference answer for the rewards."""
     out: Batch = {"prompt": [], "reference": [], "_truncated": [], "_problem": []}
     values = {**token_variables(tokenizer), **(options.variables or {})}
@@ -173,24 +173,8 @@ def _adds_bos(tokenizer: Any) -> bool:
     return bos_id is not None and tokenizer("a")["input_ids"][:1] == [bos_id]
 
 
-def chunk_blocks(batch: Batch, block_size: int) -> Batch:
-    """Concatenate token lists and cut them into blocks of block_size; the batch's tail is its own block."""
+def chunk_blocks(batch: Batch, max_length: int) -> Batch:
+    """Concatenate token lists and cut them into blocks of max_length; the batch's tail is its own block."""
     stream = [token for ids in batch["input_ids"] for token in ids]
-    blocks = [stream[start : start + block_size] for start in range(0, len(stream), block_size)]
+    blocks = [stream[start : start + max_length] for start in range(0, len(stream), max_length)]
     return {"input_ids": blocks, "labels": blocks}
-
-
-@dataclass(frozen=True)
-class Processor:
-    process: Callable[[Batch, Any, Any, ProcessOptions], Batch]
-    columns: tuple[str, ...]
-    """The columns the stage's trainer reads."""
-    needs_template: bool = True
-
-
-PROCESSORS: dict[str, Processor] = {
-    "sft": Processor(process_sft, ("input_ids", "labels")),
-    "dpo": Processor(process_dpo, ("prompt_ids", "chosen_ids", "rejected_ids")),
-    "pt": Processor(process_pt, ("input_ids", "labels"), needs_template=False),
-    "grpo": Processor(process_grpo, ("prompt", "reference")),
-}

@@ -9,12 +9,12 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftkit.config.errors import render
-from ftkit.errors import UserError
+from ftkit.data.formats import FORMATS
+from ftkit.errors import UserError, listing
 
 REGISTRY_FILE = "dataset_info.json"
 Scalar = str | int | float | bool
@@ -103,10 +103,9 @@ class DatasetSpec(_Strict):
     """Use this many rows of the dataset (the first ones)."""
     ranking: bool = False
     """Preference data: each row has a chosen and a rejected answer (stage dpo)."""
-    formatting: Literal["alpaca", "sharegpt", "openai", "text", "pairs", "classification"] = "alpaca"
-    """How rows become examples: alpaca (instruction/input/output), sharegpt and openai (message lists),
-    text (documents, for pretraining), pairs (format strings over columns), classification (a prompt
-    format and a label_map)."""
+    formatting: str = "alpaca"
+    """How rows become examples: a name from the format table (below: alpaca, sharegpt, openai, text,
+    pairs, classification)."""
     columns: Columns = Field(default_factory=Columns)
     tags: Tags = Field(default_factory=Tags)
 
@@ -131,20 +130,27 @@ class DatasetSpec(_Strict):
     bidirectional: list[str] | None = None
     """Two interchangeable columns, e.g. [sentence1, sentence2]: every row also yields its swapped copy."""
 
+    @field_validator("formatting")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in FORMATS:
+            close = difflib.get_close_matches(value, FORMATS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"formatting {value!r} is not a dataset format{hint}; formats: {', '.join(FORMATS)}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
-        if self.formatting == "pairs" and not (self.prompt_format and self.response_format):
-            raise ValueError("formatting pairs needs prompt_format and response_format")
-        if self.formatting == "classification" and not (self.prompt_format and self.label_map):
-            raise ValueError("formatting classification needs prompt_format and label_map")
+        fmt = FORMATS[self.formatting]
+        if fmt.check is not None:
+            fmt.check(self)
         if self.bidirectional is not None and len(self.bidirectional) != 2:
             raise ValueError("bidirectional names exactly two columns to swap, e.g. [sentence1, sentence2]")
         if self.min_chars and self.max_chars and self.min_chars > self.max_chars:
             raise ValueError("min_chars is larger than max_chars")
-        if self.ranking and self.formatting not in ("alpaca", "sharegpt", "openai"):
-            raise ValueError(
-                f"ranking (preference data) works with alpaca, sharegpt or openai, not {self.formatting}"
-            )
+        if self.ranking and not fmt.ranking:
+            holding = listing([name for name, other in FORMATS.items() if other.ranking], "or")
+            raise ValueError(f"ranking (preference data) works with {holding}, not {self.formatting}")
         return self
 
     @property

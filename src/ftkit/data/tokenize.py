@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftkit.errors import UserError
-from ftkit.templates import Segment, Template, TemplateError
+from ftkit.templates import ChatTemplate, Segment, token_variables
+
+__all__ = ["IGNORE_INDEX", "Encoded", "MaskOptions", "encode_conversations", "token_variables"]
 
 IGNORE_INDEX = -100
 
@@ -71,27 +73,15 @@ def _labels(
     return labels
 
 
-def token_variables(tokenizer: Any) -> dict[str, str]:
-    """Template variables that come from the tokenizer, as in jinja chat templates."""
-    return {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
-
-
-def _render(template: Template, example: Mapping[str, Any], values: Mapping[str, str]) -> list[Segment]:
+def _render(template: ChatTemplate, example: Mapping[str, Any], values: Mapping[str, str]) -> list[Segment]:
     tools = example.get("tools")
-    if not tools:
-        return template.render(example["messages"], example.get("system"), variables=values)
-    if not getattr(template, "renders_tools", False):
-        raise TemplateError(
-            f"template {template.name} does not render tool definitions; use `template: tokenizer` with a "
-            "model whose own chat template does"
-        )
     definitions = json.loads(tools) if isinstance(tools, str) else tools
-    return template.render(example["messages"], example.get("system"), variables=values, tools=definitions)
+    return template.render(example["messages"], example.get("system"), variables=values, tools=definitions or None)
 
 
 def encode_conversations(
     tokenizer: Any,
-    template: Template,
+    template: ChatTemplate,
     examples: Sequence[Mapping[str, Any]],
     options: MaskOptions,
     variables: Mapping[str, str] | None = None,

@@ -45,21 +45,20 @@ def load_tokenizer(model: ModelConfig) -> Any:
 class TokenizerBundle:
     tokenizer: Any
     template: Any
-    """The chat template (None for stage pt, which reads plain text)."""
+    """The chat template (None without model.template: stage pt reads plain text)."""
     new_token_ids: list[int]
     """Template tokens added to the tokenizer (model.add_template_tokens)."""
 
 
-def load_tokenizer_and_template(model: ModelConfig, stage: str) -> TokenizerBundle:
+def load_tokenizer_and_template(model: ModelConfig) -> TokenizerBundle:
     """The tokenizer, the recipe's chat template checked against it (markers added when allowed), and
     the template attached to the tokenizer so that saved tokenizers render as training did."""
     from ftkit.models.special_tokens import attach_chat_template, prepare_template_tokens
     from ftkit.templates import get_template
 
     tokenizer = load_tokenizer(model)
-    if stage == "pt" and not model.template:
+    if not model.template:  # stages that need one are refused without it when the recipe is validated
         return TokenizerBundle(tokenizer, None, [])
-    assert model.template is not None  # the recipe validator requires it for chat stages
     template = get_template(model.template, tokenizer)
     new_token_ids = prepare_template_tokens(template, tokenizer, model.add_template_tokens)
     attach_chat_template(tokenizer, template)

@@ -13,17 +13,17 @@ import logging
 from typing import Any
 
 from ftkit.errors import UserError
-from ftkit.templates import Template
+from ftkit.templates import ChatTemplate, token_variables
 
 log = logging.getLogger(__name__)
 
 
-def missing_tokens(template: Template, tokenizer: Any) -> list[str]:
+def missing_tokens(template: ChatTemplate, tokenizer: Any) -> list[str]:
     """Template markers that the tokenizer does not encode as one token."""
     return [t for t in template.special_tokens if len(tokenizer.encode(t, add_special_tokens=False)) != 1]
 
 
-def prepare_template_tokens(template: Template, tokenizer: Any, add: bool) -> list[int]:
+def prepare_template_tokens(template: ChatTemplate, tokenizer: Any, add: bool) -> list[int]:
     """Check the template's markers against the tokenizer; with `add`, add the missing ones.
 
     Returns the ids of the tokens added (empty when the tokenizer already had them all).
@@ -65,10 +65,8 @@ def embedding_module_names(model: Any) -> list[str]:
     return [names[id(module)].rsplit(".", 1)[-1] for module in wanted if id(module) in names]
 
 
-def stop_token_ids(tokenizer: Any, template: Template) -> list[int]:
+def stop_token_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:
     """Ids that end generation: the template's stop markers that are single tokens, then eos."""
-    from ftkit.data.tokenize import token_variables
-
     ids: list[int] = []
     for stop in template.stop_strings(token_variables(tokenizer)):
         encoded = tokenizer.encode(stop, add_special_tokens=False)
@@ -79,7 +77,7 @@ def stop_token_ids(tokenizer: Any, template: Template) -> list[int]:
     return ids
 
 
-def attach_chat_template(tokenizer: Any, template: Template) -> None:
+def attach_chat_template(tokenizer: Any, template: ChatTemplate) -> None:
     """Give the tokenizer the jinja equivalent of `template`, so `apply_chat_template` on a saved model
     renders what training rendered (a `tokenizer` template keeps the tokenizer's own)."""
     from ftkit.templates.jinja import to_jinja

@@ -1,19 +1,14 @@
-"""What every stage shares: trainer arguments from the recipe, resuming, and the end-of-run outputs."""
+"""The trainer arguments every stage shares, from the recipe and the runtime."""
 
 from __future__ import annotations
 
-import logging
-import shutil
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ftkit.callbacks import LOSS_PLOT, plot_losses
-from ftkit.config import Recipe
-from ftkit.launch import LaunchContext, deepspeed_config
-from ftkit.models.runtime import Runtime
-from ftkit.rundir import FINAL_STAGING, publish
+from ftkit.distributed import deepspeed_config
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ftkit.config.recipe import Recipe
+    from ftkit.models.runtime import Runtime
 
 
 def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
@@ -66,37 +61,3 @@ def trl_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
     if recipe.train.router_aux_loss_coef is not None:
         extra["router_aux_loss_coef"] = recipe.train.router_aux_loss_coef
     return trainer_arguments(recipe, runtime) | extra
-
-
-def log_data_report(report: Any) -> None:
-    """One line per split: examples, tokens, trained tokens, truncations, and where the data came from."""
-    origin = "from the cache" if report.cache.get("hit") else "tokenized"
-    for name, split in report.splits.items():
-        log.info(
-            "%s data (%s): %d examples, %d tokens (%d trained), %d truncated",
-            name,
-            origin,
-            split.examples,
-            split.tokens,
-            split.trained_tokens,
-            split.truncated,
-        )
-
-
-def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path) -> list[str]:
-    """Save the trained adapter or model, tokenizer, trainer state and loss plot into output_dir.
-
-    The model is first saved into a staging folder and then moved in, so a crash mid-save leaves the
-    run's status at running/failed rather than a half-written model that looks finished.
-    """
-    output_dir = Path(output_dir)
-    staging = output_dir / FINAL_STAGING
-    if context.is_main:
-        shutil.rmtree(staging, ignore_errors=True)  # left by a crash during an earlier save
-    trainer.save_model(str(staging))
-    if not context.is_main:
-        return []
-    moved = publish(staging, output_dir)
-    trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
-    plot_losses(trainer.state.log_history, output_dir / LOSS_PLOT)
-    return moved

@@ -6,12 +6,35 @@ PEFT model); with full or freeze training TRL keeps a frozen copy of the startin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ftkit.config import Recipe
-from ftkit.models.runtime import Runtime
+from pydantic import Field
+
+from ftkit.config.sections.base import Section
+from ftkit.data.processors import process_dpo
+from ftkit.data.shapes import PREFERENCE_PAIRS
 from ftkit.stages.common import trl_arguments
-from ftkit.stages.runner import Stage, TrainerInputs
+from ftkit.stages.spec import StageSpec, TrainerInputs
+
+if TYPE_CHECKING:
+    from ftkit.config.recipe import Recipe
+    from ftkit.models.runtime import Runtime
+
+LOSSES = Literal[
+    "sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down"
+]
+
+
+class DpoConfig(Section):
+    """Loss settings for DPO (TRL's DPOTrainer). The reference model is the base model: with LoRA, the
+    adapter switched off (no second copy in memory); otherwise a frozen copy of the starting weights."""
+
+    beta: float = Field(0.1, gt=0)
+    """Strength of the implicit KL constraint: higher stays closer to the reference model."""
+    loss_type: LOSSES = "sigmoid"
+    """sigmoid is the DPO paper's loss; the others are its published variants (see TRL's DPOConfig)."""
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    """Assumed share of flipped preference labels (conservative DPO, robust)."""
 
 
 def arguments(recipe: Recipe, runtime: Runtime) -> Any:
@@ -47,4 +70,13 @@ def trainer(inputs: TrainerInputs) -> Any:
     )
 
 
-STAGE = Stage(arguments, trainer)
+STAGE = StageSpec(
+    name="dpo",
+    description="direct preference optimization on chosen/rejected answers",
+    process=process_dpo,
+    shape=PREFERENCE_PAIRS,
+    arguments=arguments,
+    trainer=trainer,
+    preference=True,
+    section=DpoConfig,
+)

@@ -7,14 +7,96 @@ dataset's `reference` answer at hand; the rewards' weights combine them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ftkit.config import Recipe
+from pydantic import Field, field_validator, model_validator
+
+from ftkit.config.sections.base import ConfigConflict, Section
+from ftkit.data.processors import process_grpo
+from ftkit.data.shapes import PROMPTS
 from ftkit.errors import UserError
-from ftkit.models.runtime import Runtime
 from ftkit.stages.common import trl_arguments
 from ftkit.stages.rewards import resolve_reward
-from ftkit.stages.runner import Stage, TrainerInputs
+from ftkit.stages.spec import StageSpec, TrainerInputs
+
+if TYPE_CHECKING:
+    from ftkit.config.recipe import Recipe
+    from ftkit.models.runtime import Runtime
+
+
+class RewardRef(Section):
+    """A reward: a built-in (`name: exact_match`), a function by import path (`name: my_pkg.rewards:score`),
+    or a sequence-classification reward model (`model: path/or/hub-id`)."""
+
+    name: str | None = Field(None, min_length=1)
+    """Built-in reward name or `package.module:function`."""
+    model: str | None = Field(None, min_length=1)
+    """Path or hub id of a reward model (sequence classification with one output)."""
+    weight: float = 1.0
+    """Weight of this reward in the total reward."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Options of a built-in reward, e.g. {pattern: "^<think>"} for format_match."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RewardRef:
+        if (self.name is None) == (self.model is None):
+            raise ValueError("a reward has either a name (built-in or module:function) or a model, not both")
+        if self.model is not None and self.params:
+            raise ValueError("params apply to built-in rewards, not to a reward model")
+        return self
+
+
+class GrpoConfig(Section):
+    """Sampling and loss settings for GRPO (TRL's GRPOTrainer)."""
+
+    reward_funcs: list[RewardRef] = Field(default_factory=list)
+    """Rewards scored on every completion: names, or {name, weight}."""
+    num_generations: int = Field(8, ge=2)
+    """Completions sampled per prompt; the advantage compares completions within this group."""
+    max_completion_length: int = Field(256, ge=1)
+    """Maximum tokens sampled per completion."""
+    beta: float = Field(0.04, ge=0)
+    """KL penalty against the reference model; 0 skips loading the reference model."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature of the completions."""
+
+    @field_validator("reward_funcs", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+
+def check(recipe: Recipe) -> None:
+    """Rewards are required, and TRL's batch rule: every generation batch holds whole groups of
+    num_generations completions. With nproc_per_node: auto the process count is known at launch, where
+    the trainer checks it again."""
+    grpo, train = recipe.grpo, recipe.train
+    if not grpo.reward_funcs:
+        raise ConfigConflict(
+            ("grpo.reward_funcs", "stage"),
+            "stage grpo needs at least one reward: set grpo.reward_funcs (e.g. [exact_match])",
+        )
+    processes = recipe.distributed.nproc_per_node if isinstance(recipe.distributed.nproc_per_node, int) else 1
+    generations = grpo.num_generations
+    batch = train.per_device_train_batch_size * train.gradient_accumulation_steps * processes
+    if batch % generations:
+        raise ConfigConflict(
+            ("grpo.num_generations", "train.per_device_train_batch_size"),
+            f"stage grpo samples grpo.num_generations={generations} completions per prompt, so "
+            "per_device_train_batch_size x gradient_accumulation_steps x nproc_per_node "
+            f"({batch}) must be a multiple of it",
+        )
+    eval_batch = (train.per_device_eval_batch_size or 1) * processes
+    if train.eval_strategy != "no" and eval_batch % generations:
+        raise ConfigConflict(
+            ("grpo.num_generations", "train.per_device_eval_batch_size"),
+            f"stage grpo evaluates grpo.num_generations={generations} completions per prompt, so "
+            f"per_device_eval_batch_size x nproc_per_node ({eval_batch}) must be a multiple of it",
+        )
 
 
 def arguments(recipe: Recipe, runtime: Runtime) -> Any:
@@ -66,4 +148,13 @@ def trainer(inputs: TrainerInputs) -> Any:
     )
 
 
-STAGE = Stage(arguments, trainer)
+STAGE = StageSpec(
+    name="grpo",
+    description="group relative policy optimization: sampled completions scored by rewards",
+    process=process_grpo,
+    shape=PROMPTS,
+    arguments=arguments,
+    trainer=trainer,
+    section=GrpoConfig,
+    check=check,
+)

@@ -3,13 +3,17 @@ token of documents that the data pipeline concatenated and cut into max_length b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ftkit.config import Recipe
-from ftkit.models.runtime import Runtime
+from ftkit.data.processors import chunk_blocks, process_pt
+from ftkit.data.shapes import TOKENS
 from ftkit.stages import sft
 from ftkit.stages.common import trl_arguments
-from ftkit.stages.runner import Stage
+from ftkit.stages.spec import StageSpec
+
+if TYPE_CHECKING:
+    from ftkit.config.recipe import Recipe
+    from ftkit.models.runtime import Runtime
 
 
 def arguments(recipe: Recipe, runtime: Runtime) -> Any:
@@ -19,5 +23,14 @@ def arguments(recipe: Recipe, runtime: Runtime) -> Any:
     return SFTConfig(**trl_arguments(recipe, runtime), max_length=None, packing=False)
 
 
-# The blocks are labeled like SFT examples: the same trainer runs them.
-STAGE = Stage(arguments, sft.trainer)
+STAGE = StageSpec(
+    name="pt",
+    description="language modeling on documents cut into max_length blocks, every token trained",
+    process=process_pt,
+    shape=TOKENS,
+    arguments=arguments,
+    trainer=sft.trainer,  # the blocks are labeled like SFT examples: the same trainer runs them
+    needs_template=False,
+    packing=True,
+    regroup=chunk_blocks,
+)

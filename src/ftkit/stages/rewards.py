@@ -20,13 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ftkit.errors import UserError
-from ftkit.metrics import final_answer, final_number
+from ftkit.metrics import exact_match_score, label_match_score, numeric_match_score
 
 Score = float | None
-
-
-def _normalize(text: str) -> str:
-    return " ".join(text.strip().split())
 
 
 def _text(completion: Any) -> str:
@@ -36,42 +32,22 @@ def _text(completion: Any) -> str:
     return str(completion)
 
 
-def _answer(completion: Any) -> str:
-    """The part of a completion that answers: after a reasoning model's `</think>`, if any."""
-    return final_answer(_text(completion))
+def _against_reference(score: Callable[[str, str], float | None]) -> Callable[..., list[Score]]:
+    """A reward from a per-answer metric score (metrics.py): the same name scores the same way."""
+
+    def reward(completions: Sequence[Any], reference: Sequence[str | None], **_: Any) -> list[Score]:
+        return [
+            None if ref is None else score(_text(c), ref) for c, ref in zip(completions, reference, strict=True)
+        ]
+
+    reward.__name__ = score.__name__.removesuffix("_score")
+    reward.__doc__ = score.__doc__
+    return reward
 
 
-def exact_match(completions: Sequence[Any], reference: Sequence[str | None], **_: Any) -> list[Score]:
-    """1 when the completion (its answer after any `</think>`) equals the reference, whitespace normalized."""
-    return [
-        None if ref is None else float(_normalize(_answer(c)) == _normalize(ref))
-        for c, ref in zip(completions, reference, strict=True)
-    ]
-
-
-def numeric_match(completions: Sequence[Any], reference: Sequence[str | None], **_: Any) -> list[Score]:
-    """1 when the completion's final number equals the reference's (GSM8K `####`, `\\boxed{}`), else 0."""
-    scores: list[Score] = []
-    for completion, ref in zip(completions, reference, strict=True):
-        expected = None if ref is None else final_number(ref)
-        if expected is None:
-            scores.append(None)
-            continue
-        got = final_number(_text(completion))
-        scores.append(float(got is not None and abs(got - expected) < 1e-6))
-    return scores
-
-
-def label_match(completions: Sequence[Any], reference: Sequence[str | None], **_: Any) -> list[Score]:
-    """Generative classification: 1 when the completion's first word is the reference label."""
-    scores: list[Score] = []
-    for completion, ref in zip(completions, reference, strict=True):
-        if ref is None:
-            scores.append(None)
-            continue
-        words = re.findall(r"[\w-]+", _answer(completion).lower())
-        scores.append(float(bool(words) and words[0] == ref.strip().lower()))
-    return scores
+exact_match = _against_reference(exact_match_score)
+numeric_match = _against_reference(numeric_match_score)
+label_match = _against_reference(label_match_score)
 
 
 def format_match(completions: Sequence[Any], pattern: str, **_: Any) -> list[Score]:
@@ -95,7 +71,7 @@ class Reward:
 
 
 REWARDS: dict[str, Reward] = {
-    "exact_match": Reward(exact_match, "the completion equals the reference answer"),
+    "exact_match": Reward(exact_match, "the answer equals the reference (SQuAD normalization)"),
     "numeric_match": Reward(numeric_match, "the final number matches the reference's (#### or \\boxed{})"),
     "label_match": Reward(label_match, "the first word is the reference label (generative classification)"),
     "format_match": Reward(

@@ -1,60 +1,39 @@
 """The run every stage shares, top to bottom: runtime, tokenizer and template, data, model, adapter,
-trainer, train, save. A stage supplies only its trainer arguments and its trainer (stages/<stage>.py).
+trainer, train, save. A stage supplies its trainer arguments and its trainer (its StageSpec).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import shutil
 from pathlib import Path
 from typing import Any
 
 from ftkit.atomic import atomic_directory
-from ftkit.callbacks import add_run_callbacks, finish_trackers, start_trackers
+from ftkit.callbacks import LOSS_PLOT, add_run_callbacks, finish_trackers, plot_losses, start_trackers
 from ftkit.config import Recipe
 from ftkit.data.pipeline import build_data
+from ftkit.distributed import LaunchContext
 from ftkit.errors import UserError
-from ftkit.launch import LaunchContext
 from ftkit.models.adapters import apply_adapter, count_parameters
 from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template
-from ftkit.models.runtime import Runtime, resolve_runtime
+from ftkit.models.runtime import resolve_runtime
 from ftkit.models.special_tokens import resize_embeddings
 from ftkit.resume import StartPlan, check_data_unchanged
-from ftkit.rundir import SCRATCH_BASE, RunRecord
-from ftkit.stages.common import log_data_report, save_final
+from ftkit.rundir import FINAL_STAGING, SCRATCH_BASE, RunRecord, publish
+from ftkit.stages.spec import StageSpec, TrainerInputs
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainerInputs:
-    """What a stage's trainer is built from."""
-
-    recipe: Recipe
-    args: Any
-    model: Any
-    tokenizer: Any
-    template: Any
-    train: Any
-    eval: Any | None
-
-
-@dataclass(frozen=True)
-class Stage:
-    arguments: Callable[[Recipe, Runtime], Any]
-    """The TrainingArguments subclass instance (SFTConfig, DPOConfig, ...) for the recipe."""
-    trainer: Callable[[TrainerInputs], Any]
-
-
-def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage, start: StartPlan) -> None:
+def run_stage(recipe: Recipe, context: LaunchContext, stage: StageSpec, start: StartPlan) -> None:
     """Train; `start` says whether this is a new run or which checkpoint it resumes (resume.py)."""
     from transformers import set_seed
 
     # Seed before anything random: from-scratch weights, adapter initialization, dropout, data order.
     set_seed(recipe.train.seed)
     runtime = resolve_runtime(recipe)
-    bundle = load_tokenizer_and_template(recipe.model, recipe.stage)
+    bundle = load_tokenizer_and_template(recipe.model)
     tokenizer, template = bundle.tokenizer, bundle.template
 
     args = stage.arguments(recipe, runtime)
@@ -96,7 +75,7 @@ def run_stage(recipe: Recipe, context: LaunchContext, stage: Stage, start: Start
             attn_implementation=attention_backend(model),
             quantization=f"{recipe.model.quantization.bits}-bit" if recipe.model.quantization else None,
             parameters={"total": parameters.total, "trainable": parameters.trainable},
-            template=getattr(template, "name", None),
+            template=template.name if template is not None else None,
             data=data.report.as_dict(),
             base_model=SCRATCH_BASE if base_model else recipe.model.name_or_path,
             base_revision=None if base_model else recipe.model.revision,
@@ -152,3 +131,37 @@ def _train(trainer: Any, checkpoint: str | None, recipe: Recipe) -> Any:
             f"train.metric_for_best_model={recipe.train.metric_for_best_model!r} is not a metric this run "
             f"reports: {exc.args[0].split('. Consider')[0]}"
         ) from None
+
+
+def log_data_report(report: Any) -> None:
+    """One line per split: examples, tokens, trained tokens, truncations, and where the data came from."""
+    origin = "from the cache" if report.cache.get("hit") else "tokenized"
+    for name, split in report.splits.items():
+        log.info(
+            "%s data (%s): %d examples, %d tokens (%d trained), %d truncated",
+            name,
+            origin,
+            split.examples,
+            split.tokens,
+            split.trained_tokens,
+            split.truncated,
+        )
+
+
+def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path) -> list[str]:
+    """Save the trained adapter or model, tokenizer, trainer state and loss plot into output_dir.
+
+    The model is first saved into a staging folder and then moved in, so a crash mid-save leaves the
+    run's status at running/failed rather than a half-written model that looks finished.
+    """
+    output_dir = Path(output_dir)
+    staging = output_dir / FINAL_STAGING
+    if context.is_main:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a crash during an earlier save
+    trainer.save_model(str(staging))
+    if not context.is_main:
+        return []
+    moved = publish(staging, output_dir)
+    trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
+    plot_losses(trainer.state.log_history, output_dir / LOSS_PLOT)
+    return moved

@@ -8,13 +8,16 @@ is the same packed or not (tests/test_stages.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ftkit.config import Recipe
-from ftkit.models.runtime import Runtime
+from ftkit.data.processors import process_sft
+from ftkit.data.shapes import TOKENS
 from ftkit.stages.common import trl_arguments
-from ftkit.stages.fused_head import use_compact_lm_head
-from ftkit.stages.runner import Stage, TrainerInputs
+from ftkit.stages.spec import StageSpec, TrainerInputs
+
+if TYPE_CHECKING:
+    from ftkit.config.recipe import Recipe
+    from ftkit.models.runtime import Runtime
 
 
 def arguments(recipe: Recipe, runtime: Runtime) -> Any:
@@ -32,6 +35,8 @@ def arguments(recipe: Recipe, runtime: Runtime) -> Any:
 def trainer(inputs: TrainerInputs) -> Any:
     from trl import SFTTrainer
 
+    from ftkit.stages.fused_head import use_compact_lm_head
+
     use_compact_lm_head()
     return SFTTrainer(
         model=inputs.model,
@@ -42,4 +47,12 @@ def trainer(inputs: TrainerInputs) -> Any:
     )
 
 
-STAGE = Stage(arguments, trainer)
+STAGE = StageSpec(
+    name="sft",
+    description="supervised fine-tuning: conversations, answers trained, prompts masked",
+    process=process_sft,
+    shape=TOKENS,
+    arguments=arguments,
+    trainer=trainer,
+    packing=True,
+)

@@ -1,10 +1,13 @@
-"""Chat templates as data: the Template type, the registry, and the built-in formats."""
+"""Chat templates: one interface (ChatTemplate), built-ins declared as data (Template), the tokenizer's
+own jinja (TokenizerTemplate), and the registry."""
 
+from ftkit.templates.base import ChatTemplate, Segment, TemplateError, token_variables
 from ftkit.templates.registry import TOKENIZER, all_templates, get_template, register
-from ftkit.templates.template import Reasoning, Segment, Template, TemplateError, Turn
+from ftkit.templates.template import Reasoning, Template, Turn
 
 __all__ = [
     "TOKENIZER",
+    "ChatTemplate",
     "Reasoning",
     "Segment",
     "Template",
@@ -13,4 +16,5 @@ __all__ = [
     "all_templates",
     "get_template",
     "register",
+    "token_variables",
 ]

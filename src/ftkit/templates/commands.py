@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ftkit.errors import UserError
+from ftkit.templates.base import token_variables
 from ftkit.templates.registry import TOKENIZER, all_templates, get_template
 
 
@@ -72,8 +73,6 @@ def render_file(
     template = get_template(name, tokenizer)
     variables = parse_assignments(assignments)
     if tokenizer is not None:
-        from ftkit.data.tokenize import token_variables
-
         variables = {**token_variables(tokenizer), **variables}
     messages = read_messages(messages_path)
     return template.render_text(

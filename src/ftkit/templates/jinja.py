@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 
-from ftkit.templates.template import FALSE_WORDS, TOKEN_VARIABLES, Template, Turn
+from ftkit.templates.base import TOKEN_VARIABLES
+from ftkit.templates.template import FALSE_WORDS, Template, Turn
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 

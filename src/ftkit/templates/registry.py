@@ -1,4 +1,5 @@
-"""The template registry: an explicit name -> Template table with duplicate checks."""
+"""The template registry: an explicit name -> template table with duplicate checks, filled from the
+built-in declarations (templates/builtins.py) on first use; `register` adds more."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import difflib
 from typing import Any
 
 from ftkit.errors import UserError
+from ftkit.templates.base import ChatTemplate
 from ftkit.templates.template import Template
 
 _TEMPLATES: dict[str, Template] = {}
@@ -13,7 +15,8 @@ _ALIASES: dict[str, str] = {}
 
 
 def register(template: Template) -> Template:
-    """Add a template; a name or alias that is already taken is a programming error."""
+    """Add a template; a name or alias that is already taken (built-ins included) is a programming error."""
+    _load_builtins()
     for name in (template.name, *template.aliases):
         if name in _TEMPLATES or name in _ALIASES:
             raise ValueError(f"template name {name!r} is registered twice")
@@ -27,7 +30,7 @@ TOKENIZER = "tokenizer"
 """The name of the template that uses the model tokenizer's own jinja chat_template."""
 
 
-def get_template(name: str, tokenizer: Any = None) -> Template:
+def get_template(name: str, tokenizer: Any = None) -> ChatTemplate:
     """The template called `name` (or an alias of it); unknown names are a user error with suggestions.
 
     `tokenizer` is needed for the `tokenizer` template, which renders with the tokenizer's own jinja.
@@ -39,7 +42,7 @@ def get_template(name: str, tokenizer: Any = None) -> Template:
             )
         from ftkit.templates.tokenizer import TokenizerTemplate
 
-        return TokenizerTemplate(tokenizer)  # type: ignore[return-value]
+        return TokenizerTemplate(tokenizer)
     _load_builtins()
     key = _ALIASES.get(name, name)
     if key in _TEMPLATES:
@@ -55,6 +58,15 @@ def all_templates() -> list[Template]:
     return list(_TEMPLATES.values())
 
 
+_LOADED: list[bool] = []
+
+
 def _load_builtins() -> None:
-    # Importing the module registers the built-ins; kept lazy so that tests can build registries too.
-    import ftkit.templates.builtins  # noqa: F401
+    """Register the built-in declarations once, on first use (so that importing the registry is cheap)."""
+    if _LOADED:
+        return
+    _LOADED.append(True)  # before registering: register() calls back here
+    from ftkit.templates.builtins import BUILTINS
+
+    for template in BUILTINS:
+        register(template)

@@ -14,18 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ftkit.errors import UserError
+from ftkit.templates.base import TOKEN_VARIABLES, ChatTemplate, Segment, TemplateError, check_order, digest
 
 _VARIABLE = re.compile(r"\{(\w+)\}")
-TOKEN_VARIABLES = ("bos_token", "eos_token")
-"""Variables every template accepts; callers fill them from the tokenizer, as jinja chat templates do."""
 FALSE_WORDS = ("false", "0", "no", "off")
 
 SystemMode = Literal["turn", "first_user", "last_user", "unsupported"]
-
-
-class TemplateError(UserError):
-    """A conversation the template cannot render (wrong role order, unsupported system message, ...)."""
 
 
 @dataclass(frozen=True)
@@ -70,20 +64,11 @@ class Reasoning:
 
 
 @dataclass(frozen=True)
-class Segment:
-    """A piece of rendered text. `completion` pieces are assistant output; `turn` counts assistant turns."""
-
-    text: str
-    completion: bool
-    turn: int
-
-
-@dataclass(frozen=True)
-class Template:
-    """A chat format. Strings may use `{variable}` placeholders for the names in `variables`."""
+class Template(ChatTemplate):
+    """A chat format declared as data. Strings may use `{variable}` placeholders for the names in
+    `variables`."""
 
     name: str
-    family: str
     description: str
     user: Turn
     assistant: Turn
@@ -127,6 +112,9 @@ class Template:
             values[key] = value
         return values
 
+    def fingerprint(self) -> str:
+        return digest(repr(self))
+
     def stop_strings(self, variables: Mapping[str, str] | None = None) -> list[str]:
         """The strings that end generation, with variables such as {eos_token} filled in."""
         values = self.resolve_variables(variables)
@@ -160,12 +148,18 @@ class Template:
         add_generation_prompt: bool = False,
         variables: Mapping[str, str] | None = None,
         strict: bool = True,
+        tools: list | None = None,
     ) -> list[Segment]:
         """Render a conversation. A leading system message wins over `system`, which wins over the default.
 
         With strict=False, publisher behaviors that lose input are reproduced silently (what
         `ftkit template render` shows); with strict=True they raise TemplateError (training).
         """
+        if tools:
+            raise TemplateError(
+                f"template {self.name} does not render tool definitions; use `template: tokenizer` with a "
+                "model whose own chat template does"
+            )
         values = self.resolve_variables(variables)
         messages = [dict(m) for m in messages]
         if messages and messages[0].get("role") == "system":
@@ -174,7 +168,7 @@ class Template:
                 raise TemplateError("the system message's content must be text")
         if system is None:
             system = self.default_system
-        _check_order(messages)
+        check_order(messages)
         out = _Writer(self, values)
 
         out.text(self.prefix)
@@ -283,17 +277,6 @@ class Template:
         reasoning = content.split(close)[0].rstrip("\n").split(open_)[-1].lstrip("\n")
         return content.split(close)[-1], reasoning
 
-    def render_text(
-        self,
-        messages: Sequence[Mapping[str, str]],
-        system: str | None = None,
-        add_generation_prompt: bool = False,
-        variables: Mapping[str, str] | None = None,
-        strict: bool = True,
-    ) -> str:
-        segments = self.render(messages, system, add_generation_prompt, variables, strict)
-        return "".join(s.text for s in segments)
-
 
 class _Writer:
     """Collects segments; counts assistant turns."""
@@ -320,30 +303,3 @@ class _Writer:
         if text:
             self.segments.append(Segment(text, True, self.turn))
         self.turn += 1
-
-
-def _check_order(messages: Sequence[Mapping[str, str]]) -> None:
-    """User and assistant alternate, starting with user; tool results follow an assistant turn."""
-    previous = None
-    expected = {
-        None: ("user",),
-        "user": ("assistant",),
-        "assistant": ("user", "tool"),
-        "tool": ("assistant", "tool"),
-    }
-    for index, message in enumerate(messages):
-        role = message.get("role")
-        content = message.get("content")
-        if role not in ("user", "assistant", "tool", "system"):
-            raise TemplateError(f"message {index}: unknown role {role!r} (use user, assistant, tool, system)")
-        if not isinstance(content, str):
-            raise TemplateError(
-                f"message {index} ({role}): content must be text, got {type(content).__name__}"
-            )
-        if role == "system":
-            raise TemplateError(f"message {index}: a system message is only allowed first")
-        if role not in expected[previous]:
-            after = f"after {previous}" if previous else "first"
-            wanted = " or ".join(expected[previous])
-            raise TemplateError(f"message {index}: role {role} cannot come {after}; expected {wanted}")
-        previous = role

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ftkit.templates.template import Segment, TemplateError, _check_order
+from ftkit.templates.base import ChatTemplate, Segment, TemplateError, check_order, digest
 
 
-class TokenizerTemplate:
-    """Adapter that gives a tokenizer's jinja template the interface of a built-in Template."""
+class TokenizerTemplate(ChatTemplate):
+    """A tokenizer's jinja template behind the ChatTemplate interface."""
 
     name = "tokenizer"
-    family = "tokenizer"
     description = "The model tokenizer's own jinja chat_template (masks derived by rendering prefixes)."
     special_tokens: tuple[str, ...] = ()
     variables: Mapping[str, str] = {}
@@ -93,7 +92,7 @@ class TokenizerTemplate:
         if system is not None and not (messages and messages[0].get("role") == "system"):
             messages.insert(0, {"role": "system", "content": system})
         body = messages[1:] if messages and messages[0].get("role") == "system" else messages
-        _check_order(body)
+        check_order(body)
         values = dict(variables or {})
         full = self._render(messages, add_generation_prompt, values, tools)
         spans = []
@@ -132,17 +131,8 @@ class TokenizerTemplate:
             segments.append(Segment(full[position:], False, len(spans)))
         return segments
 
-    def render_text(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        system: str | None = None,
-        add_generation_prompt: bool = False,
-        variables: Mapping[str, str] | None = None,
-        strict: bool = True,
-    ) -> str:
-        return "".join(
-            s.text for s in self.render(messages, system, add_generation_prompt, variables, strict)
-        )
+    def fingerprint(self) -> str:
+        return digest(self.chat_template)
 
     def stop_strings(self, variables: Mapping[str, str] | None = None) -> list[str]:
         """The eos token, and the special token that closes an assistant turn in this template."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from ftkit.config.sections.base import Section
 from ftkit.config.sections.model import Dtype
+from ftkit.metrics import check_metric
+from ftkit.sizes import parse_size
 
 
 class LoggingConfig(Section):
@@ -32,10 +33,9 @@ class LoggingConfig(Section):
 class EvalConfig(Section):
     """`ftkit eval`: metrics computed on the eval datasets."""
 
-    metrics: list[Literal["loss", "perplexity", "exact_match", "accuracy", "rouge", "numeric_match"]] = Field(
-        default_factory=lambda: ["loss", "perplexity"]
-    )
-    """Metrics to compute: loss/perplexity on the eval set; the others from generated answers."""
+    metrics: list[str] = Field(default_factory=lambda: ["loss", "perplexity"])
+    """Metrics to compute, from the metric table (below): loss and perplexity on the eval answers, the
+    others from generated answers."""
     max_samples: int | None = Field(None, ge=1)
     """Evaluate on at most this many examples."""
     max_new_tokens: int = Field(128, ge=1)
@@ -43,15 +43,12 @@ class EvalConfig(Section):
     batch_size: int = Field(8, ge=1)
     """Examples per generation batch."""
 
-
-_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
-
-
-def check_size(value: str) -> str:
-    """A shard size such as 5GB or 500MB (what transformers' max_shard_size accepts)."""
-    if not _SIZE.match(value.strip()):
-        raise ValueError(f"{value!r} is not a size such as 5GB, 500MB or 2GiB")
-    return value.strip()
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for name in value:
+            check_metric(name)
+        return value
 
 
 class ExportConfig(Section):
@@ -69,4 +66,5 @@ class ExportConfig(Section):
     @field_validator("shard_size")
     @classmethod
     def _size(cls, value: str) -> str:
-        return check_size(value)
+        parse_size(value)
+        return value.strip()

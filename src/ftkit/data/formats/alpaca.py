@@ -6,8 +6,12 @@ pretraining corpus: `"columns": {"prompt": "text"}`); supervised stages then rep
 
 from __future__ import annotations
 
-from ftkit.data.formats import BadRow, Example, Format, Row, example, register_format, row_system, text_value
-from ftkit.data.registry import DatasetSpec
+from typing import TYPE_CHECKING
+
+from ftkit.data.formats.base import BadRow, Example, Format, Row, example, row_system, text_value
+
+if TYPE_CHECKING:
+    from ftkit.data.registry import DatasetSpec
 
 
 def _required(spec: DatasetSpec) -> list[str]:
@@ -50,11 +54,11 @@ def convert(row: Row, spec: DatasetSpec) -> Example:
     return example(system, messages)
 
 
-register_format(
-    Format(
-        "alpaca",
-        convert,
-        _required,
-        columns=("prompt", "query", "response", "history", "system", "chosen", "rejected"),
-    )
+ALPACA = Format(
+    "alpaca",
+    convert,
+    _required,
+    columns=("prompt", "query", "response", "history", "system", "chosen", "rejected"),
+    ranking=True,
+    description="instruction (+ input) -> output, with history; chosen/rejected with ranking",
 )

@@ -8,9 +8,12 @@ label) to the answer text, for generative classification (IMDB, GLUE, financial 
 from __future__ import annotations
 
 import string
+from typing import TYPE_CHECKING
 
-from ftkit.data.formats import BadRow, Example, Format, Row, example, register_format, row_system
-from ftkit.data.registry import DatasetSpec
+from ftkit.data.formats.base import BadRow, Example, Format, Row, example, row_system
+
+if TYPE_CHECKING:
+    from ftkit.data.registry import DatasetSpec
 
 
 def placeholders(text: str) -> list[str]:
@@ -67,17 +70,27 @@ def _classification(row: Row, spec: DatasetSpec) -> Example:
     return example(row_system(row, spec), messages)
 
 
-register_format(
-    Format(
-        "pairs", _pairs, _pairs_required, columns=("system",), options=("prompt_format", "response_format")
-    )
+def _needs(spec: DatasetSpec, *fields: str) -> None:
+    missing = [field for field in fields if not getattr(spec, field)]
+    if missing:
+        raise ValueError(f"formatting {spec.formatting} needs {' and '.join(fields)} (missing {', '.join(missing)})")
+
+
+PAIRS = Format(
+    "pairs",
+    _pairs,
+    _pairs_required,
+    columns=("system",),
+    options=("prompt_format", "response_format"),
+    check=lambda spec: _needs(spec, "prompt_format", "response_format"),
+    description="a prompt_format and a response_format over the row's columns",
 )
-register_format(
-    Format(
-        "classification",
-        _classification,
-        _classification_required,
-        columns=("system", "response"),
-        options=("prompt_format", "label_map"),
-    )
+CLASSIFICATION = Format(
+    "classification",
+    _classification,
+    _classification_required,
+    columns=("system", "response"),
+    options=("prompt_format", "label_map"),
+    check=lambda spec: _needs(spec, "prompt_format", "label_map"),
+    description="a prompt_format and a label_map from the label column to the answer (generative classification)",
 )

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ftkit.data.formats import BadRow, Example, Format, Row, example, register_format, row_system
-from ftkit.data.registry import DatasetSpec
+from ftkit.data.formats.base import BadRow, Example, Format, Row, example, row_system
+
+if TYPE_CHECKING:
+    from ftkit.data.registry import DatasetSpec
 
 
 @dataclass(frozen=True)
@@ -164,13 +167,17 @@ def _finish(row: Row, spec: DatasetSpec, tags: _Tags, system: str | None, messag
     return example(system, messages, tools=tools)
 
 
-for _name in DEFAULTS:
-    register_format(
-        Format(
-            _name,
-            convert,
-            _required,
-            columns=("messages", "system", "tools", "chosen", "rejected"),
-            uses_tags=True,
-        )
+def _messages_format(name: str, description: str) -> Format:
+    return Format(
+        name,
+        convert,
+        _required,
+        columns=("messages", "system", "tools", "chosen", "rejected"),
+        uses_tags=True,
+        ranking=True,
+        description=description,
     )
+
+
+SHAREGPT = _messages_format("sharegpt", "message lists {from: human|gpt|..., value} (LLaMA-Factory's tags)")
+OPENAI = _messages_format("openai", "message lists {role: user|assistant|..., content} (OpenAI's schema)")

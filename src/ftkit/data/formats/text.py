@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from ftkit.data.formats import BadRow, Example, Format, Row, Skip, example, register_format
-from ftkit.data.registry import DatasetSpec
+from typing import TYPE_CHECKING
+
+from ftkit.data.formats.base import BadRow, Example, Format, Row, Skip, example
+
+if TYPE_CHECKING:
+    from ftkit.data.registry import DatasetSpec
 
 
 def _column(spec: DatasetSpec) -> str:
@@ -21,4 +25,10 @@ def convert(row: Row, spec: DatasetSpec) -> Example:
     return example(text=value)
 
 
-register_format(Format("text", convert, lambda spec: [_column(spec)], columns=("text",)))
+TEXT = Format(
+    "text",
+    convert,
+    lambda spec: [_column(spec)],
+    columns=("text",),
+    description="one document per row (a text column, or a line of a .txt file), for pretraining",
+)

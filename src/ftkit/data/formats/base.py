@@ -1,0 +1,122 @@
+"""What every dataset format shares: the normalized example, bad and skipped rows, the Format declaration.
+
+The normalized example has the same fields for every format, so datasets of any format can be mixed:
+`system` (str | None), `messages` ([{role, content}], ending with the answer for supervised data),
+`chosen` / `rejected` (preference answers), `text` (a document, for pretraining) and `tools` (JSON).
+A converter raises BadRow when a row cannot be used (the pipeline names dataset and row), or Skip when
+a row carries nothing to learn from by design (an empty line of a text corpus), which is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ftkit.data.registry import DatasetSpec
+
+Row = dict[str, Any]
+Example = dict[str, Any]
+EXAMPLE_FIELDS = ("system", "messages", "chosen", "rejected", "text", "tools")
+
+
+class BadRow(ValueError):
+    """A row that cannot become an example; the message says why."""
+
+
+class Skip(ValueError):
+    """A row with nothing to learn from by design (e.g. an empty line of a corpus); counted, not an error."""
+
+
+@dataclass(frozen=True)
+class Format:
+    """A registry `formatting`: how a raw row becomes a normalized example, and what the entry must say."""
+
+    name: str
+    convert: Callable[[Row, DatasetSpec], Example]
+    required_columns: Callable[[DatasetSpec], list[str]]
+    """Columns that must exist in the dataset (checked once, before any row is converted)."""
+    columns: tuple[str, ...] = ()
+    """The `columns` keys this format reads; setting any other is an error, not silently ignored."""
+    options: tuple[str, ...] = ()
+    """The format-specific registry fields it reads (e.g. prompt_format)."""
+    uses_tags: bool = False
+    ranking: bool = False
+    """Holds preference data when the entry says `ranking: true` (chosen and rejected answers)."""
+    check: Callable[[DatasetSpec], None] | None = None
+    """The entry's format-specific rules (e.g. pairs needs prompt_format); raises ValueError."""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not (callable(self.convert) and callable(self.required_columns)):
+            raise TypeError(f"dataset format {self.name!r}: convert and required_columns must be functions")
+        if self.check is not None and not callable(self.check):
+            raise TypeError(f"dataset format {self.name!r}: check must be a function or None")
+
+
+COMMON_FIELDS = (
+    "file_name",
+    "hf_hub_url",
+    "ms_hub_url",
+    "om_hub_url",
+    "script_url",
+    "subset",
+    "folder",
+    "split",
+    "revision",
+    "num_samples",
+    "formatting",
+    "ranking",
+    "where",
+    "dedup",
+    "min_chars",
+    "max_chars",
+    "bidirectional",
+    "system",
+    "columns",
+    "name",
+)
+
+
+def example(
+    system: str | None = None,
+    messages: list[dict[str, str]] | None = None,
+    chosen: str | None = None,
+    rejected: str | None = None,
+    text: str | None = None,
+    tools: str | None = None,
+) -> Example:
+    return {
+        "system": system,
+        "messages": messages or [],
+        "chosen": chosen,
+        "rejected": rejected,
+        "text": text,
+        "tools": tools,
+    }
+
+
+def text_value(row: Row, column: str, what: str, allow_empty: bool = False) -> str:
+    """The text in `column`; numbers become text (answers of math or label datasets)."""
+    value = row.get(column)
+    if value is None:
+        if allow_empty:
+            return ""
+        raise BadRow(f"{what} column {column!r} is missing or null")
+    if isinstance(value, int | float | bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise BadRow(f"{what} column {column!r} holds {type(value).__name__}, expected text")
+    if not allow_empty and not value.strip():
+        raise BadRow(f"{what} column {column!r} is empty")
+    return value
+
+
+def row_system(row: Row, spec: DatasetSpec) -> str | None:
+    """The row's own system prompt (columns.system), else the entry's `system`."""
+    if spec.columns.system:
+        value = text_value(row, spec.columns.system, "system", allow_empty=True)
+        if value:
+            return value
+    return spec.system
