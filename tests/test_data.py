@@ -612,9 +612,39 @@ def test_grpo_prompts_get_exactly_one_bos(adds_bos):
         "messages": [[{"role": "user", "content": "two plus two"}, {"role": "assistant", "content": "4"}]],
         "tools": [None],
     }
-    out = process_grpo(
-        batch, tokenizer, get_template("llama3"), ProcessOptions(MaskOptions(64))
-    )
+    out = process_grpo(batch, tokenizer, get_template("llama3"), ProcessOptions(MaskOptions(64)))
     [prompt] = out["prompt"]
     assert prompt.startswith(bos) is not adds_bos and out["reference"] == ["4"]
     assert tokenizer(prompt)["input_ids"].count(tokenizer.bos_token_id) == 1  # as TRL will tokenize it
+
+
+# ------------------------------------------------------------------ template variables
+
+
+def test_template_vars_from_the_recipe_and_from_each_row(tmp_path):
+    """data.template_vars reaches the template (Qwen3 without thinking: the empty block is prompt, not
+    trained); a row's own variables (columns.template_vars) win."""
+    from ftkit.testing import FAMILY_TOKENIZERS, train_tokenizer
+
+    tokenizer = train_tokenizer(
+        ["Add one and one. Two. think"] * 10, FAMILY_TOKENIZERS["qwen3"], vocab_size=300
+    )
+    rows = [
+        {"instruction": "Add one and one.", "output": "Two."},
+        {"instruction": "Add one and one.", "output": "Two.", "vars": {"enable_thinking": True}},
+    ]
+    entry = {"file_name": "d.json", "columns": {"template_vars": "vars"}}
+    write_registry(tmp_path, {"d": entry}, {"d.json": rows})
+    recipe = recipe_for(tmp_path, tmp_path, train="d", template_vars={"enable_thinking": False})
+    assert recipe.data.template_vars == {"enable_thinking": "false"}
+    train, _, _ = build(recipe, tokenizer, get_template("qwen3"))
+    off = tokenizer.decode(train[0]["input_ids"])
+    empty_block = "<think>\n\n</think>\n\n"
+    assert off.endswith(f"<|im_start|>assistant\n{empty_block}Two.<|im_end|>\n")
+    assert trained(tokenizer, train[0]["labels"]) == "Two.<|im_end|>"  # the block belongs to the prompt
+    assert trained(tokenizer, train[1]["labels"]) == f"{empty_block}Two.<|im_end|>"  # thinking on: trained
+
+    write_registry(tmp_path, {"d": {"file_name": "d.json"}}, {"d.json": rows[:1]})
+    wrong = recipe_for(tmp_path, tmp_path, train="d", template_vars={"enable_thinkin": False})
+    with pytest.raises(UserError, match="has no variable 'enable_thinkin'"):
+        build(wrong, tokenizer, get_template("qwen3"))

@@ -47,7 +47,9 @@ def _eval_examples(recipe: Recipe, limit: int | None) -> tuple[Any, list[str]]:
     return evaluation, labels
 
 
-def mean_nll(model: Any, tokenizer: Any, template: Any, recipe: Recipe, batch_size: int, limit: int | None) -> float:
+def mean_nll(
+    model: Any, tokenizer: Any, template: Any, recipe: Recipe, batch_size: int, limit: int | None
+) -> float:
     """Mean negative log-likelihood of the trained tokens (answers) of the eval data."""
     import torch
 
@@ -105,11 +107,11 @@ def score_model(
     model: Any, recipe: Recipe, examples: Any, labels: list[str], limit: int | None
 ) -> dict[str, Any]:
     from ftkit.models.loader import load_tokenizer_and_template
+    from ftkit.models.special_tokens import resize_embeddings
 
     config = recipe.eval
     bundle = load_tokenizer_and_template(recipe.model)
-    if model.get_input_embeddings().weight.shape[0] < len(bundle.tokenizer):
-        model.resize_token_embeddings(len(bundle.tokenizer), mean_resizing=True)  # base without added tokens
+    resize_embeddings(model, bundle.tokenizer)  # a base scored beside the tokenizer training grew
     scores: dict[str, Any] = {}
     from_likelihood = [name for name in config.metrics if METRICS[name].likelihood is not None]
     if from_likelihood:
@@ -123,7 +125,9 @@ def score_model(
         ]
         references = [m[-1]["content"] for m in examples["messages"]]
         options = GenerationOptions(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
-        answers = generate(model, bundle.tokenizer, bundle.template, conversations, options, progress=True)
+        answers = generate(
+            model, bundle.tokenizer, bundle.template, conversations, options, True, recipe.data.template_vars
+        )
         scores |= task_metrics(answers, references, generated, labels)
         scores["samples"] = [
             {"prompt": c["messages"][-1]["content"], "reference": r, "answer": a}

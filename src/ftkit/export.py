@@ -19,8 +19,10 @@ from typing import Any
 from ftkit.atomic import atomic_directory
 from ftkit.config import Recipe
 from ftkit.errors import UserError
+from ftkit.models.loader import load_merged, trained_tokenizer
+from ftkit.models.runtime import torch_dtype
 from ftkit.models.sources import looks_like_path
-from ftkit.rundir import read_run
+from ftkit.rundir import read_run, recorded_base
 
 log = logging.getLogger(__name__)
 EXPORT_FILE = "export.json"
@@ -64,24 +66,15 @@ class ExportRequest:
         )
 
 
-def resolve_base(request: ExportRequest) -> str:
-    """The base model of the adapter: explicit, else the run's record, else adapter_config.json."""
-    if request.base:
-        return request.base
-    adapter = Path(request.adapter)
-    run = read_run(adapter)
-    if run and run.get("base_model"):
-        recorded = adapter / run["base_model"]
-        return str(recorded) if recorded.exists() else run["base_model"]
-    config_path = adapter / "adapter_config.json"
-    if config_path.is_file():
-        base = json.loads(config_path.read_text()).get("base_model_name_or_path")
-        if base:
-            return base
-    raise UserError(f"cannot tell the base model of the adapter in {adapter}; pass --base")
+def resolve_base(request: ExportRequest, run: dict[str, Any]) -> str:
+    """The base model of the adapter: explicit, else the one its run records."""
+    base = request.base or recorded_base(request.adapter, run)
+    if not base:
+        raise UserError(f"cannot tell the base model of the adapter in {request.adapter}; pass --base")
+    return base
 
 
-def _check_adapter(adapter: Path) -> None:
+def _check_adapter(adapter: Path, run: dict[str, Any]) -> None:
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(
             f"{adapter} holds no LoRA adapter (adapter_config.json); train first or pass --adapter"
@@ -89,8 +82,7 @@ def _check_adapter(adapter: Path) -> None:
     from ftkit.merge import adapter_weights
 
     adapter_weights(adapter)
-    run = read_run(adapter)
-    if run is not None and run.get("status") != "completed":
+    if run and run.get("status") != "completed":
         raise UserError(
             f"the run in {adapter} is {run.get('status')}, not completed: its adapter may be partial. "
             "Finish it (train.resume_from_checkpoint=latest) before exporting."
@@ -151,39 +143,7 @@ def _refuse_own_inputs(out: Path, inputs: list[Path]) -> None:
 
 
 def _dtype(name: str) -> Any:
-    import torch
-
-    return None if name == "auto" else getattr(torch, name)
-
-
-def load_and_merge(request: ExportRequest, base: str) -> tuple[Any, Any]:
-    """The whole-model path: load base and adapter on the CPU and merge with peft (returns model, tokenizer)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    dtype = _dtype(request.dtype) or "auto"
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            base,
-            dtype=dtype,
-            revision=request.revision,
-            use_safetensors=None if request.allow_pickle else True,
-        )
-    except OSError as exc:
-        raise UserError(f"cannot load the base model {base!r}: {exc}") from None
-    tokenizer = _tokenizer(Path(request.adapter), base)
-    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-        # Training added template tokens; the adapter holds their rows for the grown matrices.
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-    return PeftModel.from_pretrained(model, request.adapter).merge_and_unload(), tokenizer
-
-
-def _tokenizer(adapter: Path, base: str) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(
-        str(adapter) if (adapter / "tokenizer_config.json").is_file() else base
-    )
+    return None if name == "auto" else torch_dtype(name)
 
 
 def _stop_ids(tokenizer: Any, template_name: str | None) -> list[int] | None:
@@ -232,9 +192,9 @@ def export(request: ExportRequest) -> Path:
     if out.exists() and any(out.iterdir()) and not request.force:
         raise UserError(f"export target {out} already exists and is not empty; pass --force to replace it")
     adapter = Path(request.adapter)
-    _check_adapter(adapter)
-    base = resolve_base(request)
     run = read_run(adapter) or {}
+    _check_adapter(adapter, run)
+    base = resolve_base(request, run)
     request = replace(
         request,
         template=request.template or run.get("template"),
@@ -254,7 +214,7 @@ def export(request: ExportRequest) -> Path:
         try:
             report = stream_merge(base_dir, adapter, staging, request.shard_size, _dtype(request.dtype))
             _write_config(base_dir, staging, request.dtype, report.vocab_size)
-            tokenizer = _tokenizer(adapter, base)
+            tokenizer = trained_tokenizer(adapter, base)
             record |= {"method": "streaming", **asdict(report)}
             log.info(
                 "streamed %d tensors (%d LoRA modules merged, %d replaced) from %d shard(s) into %d; "
@@ -275,7 +235,9 @@ def export(request: ExportRequest) -> Path:
             log.warning("cannot merge shard by shard (%s): loading the whole model instead", why)
             for child in staging.iterdir():
                 child.unlink()
-            model, tokenizer = load_and_merge(request, base)
+            model, tokenizer = load_merged(
+                base, adapter, request.dtype, request.revision, request.allow_pickle
+            )
             model.save_pretrained(staging, max_shard_size=parse_size(request.shard_size))
             record |= {"method": "whole model", "reason": str(why)}
         tokenizer.save_pretrained(staging)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from ftkit.config import Recipe
 from ftkit.errors import UserError
-from ftkit.rundir import read_run
+from ftkit.rundir import read_run, recorded_base
 from ftkit.templates import ChatTemplate, get_template, token_variables
 
 log = logging.getLogger(__name__)
@@ -100,11 +100,15 @@ def load_for_inference(recipe: Recipe, model_dir: str | None = None) -> tuple[An
         )
     if recipe.adapter.type != "lora":
         return load_model_dir(run_dir)
-    from ftkit.export import ExportRequest, load_and_merge, resolve_base
+    from ftkit.models.loader import load_merged
 
-    request = ExportRequest(None, run_dir, str(export_dir))
+    base = recorded_base(run_dir, run)
+    if base is None:
+        raise UserError(
+            f"cannot tell the base model of the adapter in {run_dir}; export it with --base first"
+        )
     log.info("generating with %s merged in memory (no export found in %s)", run_dir, export_dir)
-    return load_and_merge(request, resolve_base(request))
+    return load_merged(base, run_dir, revision=run.get("base_revision"))
 
 
 def _generate_kwargs(tokenizer: Any, template: ChatTemplate, options: GenerationOptions) -> dict[str, Any]:
@@ -136,14 +140,15 @@ def generate(
     conversations: Sequence[dict[str, Any]],
     options: GenerationOptions = GenerationOptions(),
     progress: bool = False,
+    template_vars: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Answers for the conversations, in order, batched."""
+    """Answers for the conversations, in order, batched; `template_vars` as the recipe's data.template_vars."""
     import torch
     from tqdm.auto import tqdm
     from transformers import set_seed
 
     set_seed(options.seed)
-    variables = token_variables(tokenizer)
+    variables = {**token_variables(tokenizer), **(template_vars or {})}
     stops = template.stop_strings(variables)
     kwargs = _generate_kwargs(tokenizer, template, options)
     tokenizer.padding_side = "left"
@@ -174,7 +179,9 @@ def generate_file(recipe: Recipe, request: GenerationRequest) -> list[dict[str, 
     conversations = read_conversations(request.input)
     model, tokenizer = load_for_inference(recipe, request.model)
     template = get_template(recipe.model.template, tokenizer)
-    answers = generate(model, tokenizer, template, conversations, request.options, progress=True)
+    answers = generate(
+        model, tokenizer, template, conversations, request.options, True, recipe.data.template_vars
+    )
     results = [{**c, "response": a} for c, a in zip(conversations, answers, strict=True)]
     if request.output:
         from ftkit.atomic import atomic_write_text
@@ -204,7 +211,7 @@ def chat(
         raise UserError("chat needs model.template in the recipe")
     model, tokenizer = load_for_inference(recipe, model_dir)
     template = get_template(recipe.model.template, tokenizer)
-    variables = token_variables(tokenizer)
+    variables = {**token_variables(tokenizer), **recipe.data.template_vars}
     stops = template.stop_strings(variables)
     kwargs = _generate_kwargs(tokenizer, template, options)
     model.eval()

@@ -32,6 +32,8 @@ from ftkit.sizes import parse_size
 
 log = logging.getLogger(__name__)
 ADAPTER_PREFIX = "base_model.model."
+
+
 class CannotStream(Exception):
     """The base checkpoint cannot be merged tensor by tensor; the message says why."""
 

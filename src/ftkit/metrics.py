@@ -5,13 +5,14 @@ mean of the reward over the eval examples). Adding a metric is one `register_met
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from ftkit.tables import Table
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -201,28 +202,28 @@ class Metric:
             raise TypeError(f"metric {self.name!r} needs exactly one of generated or likelihood")
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: Table[Metric] = Table("metric")
 
 
 def register_metric(metric: Metric) -> Metric:
     """Add a metric to the table; a name that is taken is a programming error."""
-    if metric.name in METRICS:
-        raise ValueError(f"metric {metric.name!r} is registered twice")
-    METRICS[metric.name] = metric
-    return metric
+    return METRICS.register(metric)
 
 
 def check_metric(name: str) -> str:
     """`name` if it is in the table; otherwise a ValueError with the closest name and the choices."""
     if name not in METRICS:
-        close = difflib.get_close_matches(name, METRICS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ValueError(f"{name!r} is not a metric{hint}; metrics: {', '.join(METRICS)}")
+        raise ValueError(f"{name!r} is not a metric{METRICS.suggestion(name)}; metrics: {', '.join(METRICS)}")
     return name
 
 
 BUILTIN_METRICS = (
-    Metric("loss", "mean negative log-likelihood of the answers' tokens", likelihood=lambda nll: nll, lower_is_better=True),
+    Metric(
+        "loss",
+        "mean negative log-likelihood of the answers' tokens",
+        likelihood=lambda nll: nll,
+        lower_is_better=True,
+    ),
     Metric(
         "perplexity",
         "exp(loss)",

@@ -78,6 +78,10 @@ def _template(recipe: Recipe, found: Preflight) -> None:
         found.add("template", "tokenizer: the model tokenizer's own chat_template")
         return
     template = get_template(model.template)
+    try:
+        template.resolve_variables(recipe.data.template_vars)
+    except UserError as exc:
+        raise UserError(f"data.template_vars: {exc}") from None
     found.add("template", f"{template.name}: {template.description}")
     if tokenizer is None:
         return

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from ftkit.config.recipe import recipe_model
+from ftkit.config.types import models_in
 from ftkit.data.formats import FORMATS
 from ftkit.data.registry import DatasetSpec
 from ftkit.metrics import METRICS
@@ -49,17 +50,6 @@ def _default(field: Any) -> str:
     return f"`{value!r}`" if value not in (None, [], {}) else f"`{value}`"
 
 
-def _models(annotation: Any) -> list[type[BaseModel]]:
-    found: list[type[BaseModel]] = []
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated or origin in (Union, types.UnionType) or origin is list:
-        for arg in typing.get_args(annotation):
-            found += _models(arg)
-    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        found.append(annotation)
-    return found
-
-
 def _table(model: type[BaseModel]) -> list[str]:
     lines = [
         f"### {model.__name__}",
@@ -87,7 +77,7 @@ def _section(root: type[BaseModel], seen: set[type[BaseModel]]) -> list[str]:
         seen.add(model)
         lines += _table(model)
         for field in model.model_fields.values():
-            queue += [m for m in _models(field.annotation) if m not in seen]
+            queue += [m for m in models_in(field.annotation) if m not in seen]
     return lines
 
 
@@ -97,7 +87,9 @@ def _stages() -> list[str]:
         data = spec.shape.name + (" (ranking: true entries)" if spec.preference else "")
         data += ", packing" if spec.packing else ""
         section = f"`{name}:`" if spec.section is not None else "—"
-        lines.append(f"| `{name}` | {spec.description} | {data} | {section} | {'needed' if spec.needs_template else '—'} |")
+        lines.append(
+            f"| `{name}` | {spec.description} | {data} | {section} | {'needed' if spec.needs_template else '—'} |"
+        )
     return [*lines, ""]
 
 

@@ -59,6 +59,24 @@ def process_start(pid: int) -> int | None:
     return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
 
 
+def recorded_base(run_dir: str | Path, run: dict[str, Any] | None = None) -> str | None:
+    """The base model a run trained on, as its run.json records it (a from-scratch base inside the run
+    as its path), else the base named in its adapter_config.json; None when neither says."""
+    run_dir = Path(run_dir)
+    run = read_run(run_dir) if run is None else run
+    if run and run.get("base_model"):
+        inside = run_dir / run["base_model"]
+        return str(inside) if inside.exists() else run["base_model"]
+    config_path = run_dir / "adapter_config.json"
+    if config_path.is_file():
+        try:
+            base = json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except (OSError, ValueError):
+            return None
+        return base or None
+    return None
+
+
 def _process_alive(pid: int, started: int | None) -> bool:
     if not pid_alive(pid):
         return False

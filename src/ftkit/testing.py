@@ -180,7 +180,7 @@ def save_tiny_model(
 _MERGE_PROBE = """
 import json, sys
 from pathlib import Path
-from ftkit.export import ExportRequest, load_and_merge
+from ftkit.models.loader import load_merged
 from ftkit.merge import current_memory_mb, peak_memory_mb, reset_peak_memory, stream_merge
 import peft, transformers  # imported before measuring, by both paths
 base, adapter, out, how = sys.argv[1:5]
@@ -189,7 +189,7 @@ reset_peak_memory()
 if how == "streaming":
     stream_merge(Path(base), Path(adapter), Path(out), "16MB")
 else:
-    load_and_merge(ExportRequest(base, adapter, out), base)
+    load_merged(base, adapter)
 print(json.dumps({"growth": peak_memory_mb() - before}))
 """
 

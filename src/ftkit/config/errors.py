@@ -3,49 +3,16 @@
 from __future__ import annotations
 
 import difflib
-import types
-import typing
 from collections.abc import Callable
-from typing import Any, Literal, Union
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from ftkit.config.sections.base import ConfigConflict
+from ftkit.config.types import literals_in, models_in
 
 KeyPath = tuple[str | int, ...]
 Locate = Callable[[KeyPath], str | None]
-
-
-def _unwrap(annotation: Any) -> list[Any]:
-    """The concrete types an annotation may hold (Optional, unions, Annotated, list elements removed)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        return [t for arg in typing.get_args(annotation) for t in _unwrap(arg)]
-    return [annotation]
-
-
-def _models(annotation: Any) -> list[type[BaseModel]]:
-    found = []
-    for candidate in _unwrap(annotation):
-        origin = typing.get_origin(candidate)
-        if origin is list:
-            found.extend(_models(typing.get_args(candidate)[0]))
-        elif isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            found.append(candidate)
-    return found
-
-
-def _literals(annotation: Any) -> list[Any]:
-    values = []
-    for candidate in _unwrap(annotation):
-        origin = typing.get_origin(candidate)
-        if origin is list:
-            values.extend(_literals(typing.get_args(candidate)[0]))
-        elif origin is Literal:
-            values.extend(typing.get_args(candidate))
-    return values
 
 
 class _Walk:
@@ -80,7 +47,7 @@ class _Walk:
             self.parent = owner
             self.annotation = owner.model_fields[item].annotation
             self.path.append(item)
-            candidates = _models(self.annotation)
+            candidates = models_in(self.annotation)
 
     @property
     def dotted(self) -> str:
@@ -94,7 +61,7 @@ def _tag_of(model: type[BaseModel]) -> str | None:
     field = model.model_fields.get("type")
     if field is None:
         return None
-    values = _literals(field.annotation)
+    values = literals_in(field.annotation)
     return values[0] if len(values) == 1 else None
 
 
@@ -118,7 +85,7 @@ def _section_fields(root: type[BaseModel]) -> dict[str, list[str]]:
     """For every section model reachable from the root: its dotted path to the list of its keys."""
     out: dict[str, list[str]] = {}
     for name, field in root.model_fields.items():
-        for model in _models(field.annotation):
+        for model in models_in(field.annotation):
             out.setdefault(name, []).extend(model.model_fields)
     return out
 
@@ -151,7 +118,7 @@ def _message(error: dict[str, Any], walk: _Walk, root: type[BaseModel]) -> str:
     if kind == "missing":
         return f"{walk.dotted} is required"
     if kind in ("literal_error", "enum"):
-        allowed = _literals(walk.annotation) if walk.annotation is not None else []
+        allowed = literals_in(walk.annotation) if walk.annotation is not None else []
         options = ", ".join(str(v) for v in allowed) or error.get("ctx", {}).get("expected", "")
         hint = _suggest(str(value), [str(v) for v in allowed])
         return f"{walk.dotted} = {_show(value)} is not allowed{hint}; choose one of: {options}"

@@ -19,7 +19,7 @@ from ftkit.atomic import atomic_directory, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 """Bump when the processing of examples changes in a way the other key parts do not capture."""
 REPORT_FILE = "report.json"
 

@@ -16,7 +16,7 @@ from typing import Any
 from ftkit.config.recipe import Recipe
 from ftkit.config.sections.data import DatasetRef
 from ftkit.data.cache import DataCache, cache_key, file_digest, tokenizer_fingerprint
-from ftkit.data.formats import EXAMPLE_FIELDS, FORMATS, BadRow, Skip, check_entry
+from ftkit.data.formats import EXAMPLE_FIELDS, FORMATS, BadRow, Skip, check_entry, row_variables
 from ftkit.data.loaders import load_rows, local_files
 from ftkit.data.processors import ProcessOptions
 from ftkit.data.registry import DatasetSpec, Registry
@@ -95,7 +95,9 @@ class BuiltData:
 
 def _check_columns(spec: DatasetSpec, available: list[str]) -> None:
     needed = list(FORMATS[spec.formatting].required_columns(spec))
-    needed += list(spec.where) + list(spec.bidirectional or [])
+    needed += (
+        list(spec.where) + list(spec.bidirectional or []) + [c for c in [spec.columns.template_vars] if c]
+    )
     missing = [c for c in dict.fromkeys(needed) if c not in available]
     if missing:
         raise UserError(
@@ -117,7 +119,7 @@ def _convert_batch(batch: dict[str, list], spec: DatasetSpec) -> dict[str, list]
         for variant in variants:
             converted, problem, dropped = None, None, None
             try:
-                converted = convert(variant, spec)
+                converted = {**convert(variant, spec), "variables": row_variables(variant, spec)}
                 dropped = length_problem(converted, spec)
             except BadRow as exc:
                 problem = str(exc)
@@ -239,7 +241,7 @@ def process_split(
     `sources` maps dataset names to where their rows come from, for error messages."""
     data, stage = recipe.data, get_stage(recipe.stage)
     options = ProcessOptions(
-        MaskOptions(data.max_length, data.train_on_prompt, data.mask_history), data.system
+        MaskOptions(data.max_length, data.train_on_prompt, data.mask_history), data.system, data.template_vars
     )
     processed = examples.map(
         stage.process,

@@ -8,6 +8,7 @@ counted skips.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,18 +24,27 @@ class ProcessOptions:
     system: str | None = None
     """data.system: the system prompt of examples that have none."""
     variables: dict[str, str] | None = None
+    """data.template_vars: chat template variables of every example (a row's own win)."""
 
 
 def _conversations(batch: Batch, system: str | None) -> list[dict[str, Any]]:
+    variables = batch.get("variables") or [None] * len(batch["messages"])
     return [
-        {"system": row_system if row_system is not None else system, "messages": messages, "tools": tools}
-        for row_system, messages, tools in zip(
-            batch["system"], batch["messages"], batch["tools"], strict=True
+        {
+            "system": row_system if row_system is not None else system,
+            "messages": messages,
+            "tools": tools,
+            "variables": json.loads(row_variables) if row_variables else None,
+        }
+        for row_system, messages, tools, row_variables in zip(
+            batch["system"], batch["messages"], batch["tools"], variables, strict=True
         )
     ]
 
 
-def _encode_each(tokenizer: Any, template: ChatTemplate, examples: list[dict], options: ProcessOptions) -> list:
+def _encode_each(
+    tokenizer: Any, template: ChatTemplate, examples: list[dict], options: ProcessOptions
+) -> list:
     """encode_conversations, falling back to one by one so a template error names its example."""
     try:
         return encode_conversations(tokenizer, template, examples, options.masks, options.variables)
@@ -150,12 +160,13 @@ def process_grpo(batch: Batch, tokenizer: Any, template: ChatTemplate, options: 
     bos = tokenizer.bos_token if _adds_bos(tokenizer) else None
     for item in _conversations(batch, options.system):
         messages = item["messages"]
+        item_values = {**values, **(item["variables"] or {})}
         reference = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
         prompt_messages = messages[:-1] if reference is not None else messages
         problem, prompt = None, ""
         try:
             prompt = template.render_text(
-                prompt_messages, item["system"], add_generation_prompt=True, variables=values
+                prompt_messages, item["system"], add_generation_prompt=True, variables=item_values
             )
         except TemplateError as exc:
             problem = str(exc)

@@ -55,6 +55,9 @@ class Columns(_Strict):
     """KTO (LLaMA-Factory): the boolean label column."""
     text: str | None = None
     """text (ftkit): the column holding the document (default text; .txt files have it)."""
+    template_vars: str | None = None
+    """Any format (ftkit): a column holding each row's chat template variables as a mapping or JSON object,
+    e.g. {"enable_thinking": false}; they win over the recipe's data.template_vars."""
 
 
 class Tags(_Strict):
@@ -134,9 +137,10 @@ class DatasetSpec(_Strict):
     @classmethod
     def _known_format(cls, value: str) -> str:
         if value not in FORMATS:
-            close = difflib.get_close_matches(value, FORMATS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ValueError(f"formatting {value!r} is not a dataset format{hint}; formats: {', '.join(FORMATS)}")
+            raise ValueError(
+                f"formatting {value!r} is not a dataset format{FORMATS.suggestion(value)}; "
+                f"formats: {', '.join(FORMATS)}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -183,6 +187,7 @@ class Registry:
         if not isinstance(raw, dict):
             raise UserError(f"{self.path}: the registry is a JSON object keyed by dataset name")
         self.entries: dict[str, dict] = raw
+        self._validated: dict[str, DatasetSpec] = {}
 
     def names(self) -> list[str]:
         return list(self.entries)
@@ -192,6 +197,12 @@ class Registry:
         return json.dumps(self.entries[name], sort_keys=True, ensure_ascii=False)
 
     def get(self, name: str) -> DatasetSpec:
+        """The entry, validated (once per registry: a run asks for each entry several times)."""
+        if name not in self._validated:
+            self._validated[name] = self._validate(name)
+        return self._validated[name]
+
+    def _validate(self, name: str) -> DatasetSpec:
         if name not in self.entries:
             close = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]}?)" if close else ""

@@ -76,7 +76,9 @@ def _labels(
 def _render(template: ChatTemplate, example: Mapping[str, Any], values: Mapping[str, str]) -> list[Segment]:
     tools = example.get("tools")
     definitions = json.loads(tools) if isinstance(tools, str) else tools
-    return template.render(example["messages"], example.get("system"), variables=values, tools=definitions or None)
+    return template.render(
+        example["messages"], example.get("system"), variables=values, tools=definitions or None
+    )
 
 
 def encode_conversations(
@@ -92,7 +94,7 @@ def encode_conversations(
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("ftkit needs a fast tokenizer (a tokenizer.json); this model only ships a slow one")
     values = {**token_variables(tokenizer), **(variables or {})}
-    rendered = [_render(template, ex, values) for ex in examples]
+    rendered = [_render(template, ex, {**values, **(ex.get("variables") or {})}) for ex in examples]
     texts = ["".join(s.text for s in segments) for segments in rendered]
     batch = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     results = []

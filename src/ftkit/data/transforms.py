@@ -43,7 +43,7 @@ def length_problem(example: dict[str, Any], spec: DatasetSpec) -> str | None:
 
 def example_hash(example: dict[str, Any]) -> str:
     """Exact-content hash of a normalized example (what dedup compares)."""
-    keys = ("system", "messages", "chosen", "rejected", "text", "tools")
+    keys = ("system", "messages", "chosen", "rejected", "text", "tools", "variables")
     payload = json.dumps([example.get(k) for k in keys], ensure_ascii=False, sort_keys=True)
     return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
 

@@ -11,7 +11,7 @@ import torch
 
 from ftkit.config.sections.model import ModelConfig
 from ftkit.errors import UserError
-from ftkit.models.runtime import Runtime
+from ftkit.models.runtime import Runtime, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +124,39 @@ def attention_backend(model: Any) -> str:
     """The attention kernel the loaded model actually uses."""
     config = getattr(model, "config", None)
     return str(getattr(config, "_attn_implementation", None) or "eager")
+
+
+def trained_tokenizer(adapter: Path, base: str) -> Any:
+    """The tokenizer saved with a trained adapter (with the template tokens training added), else the base's."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(
+        str(adapter) if (adapter / "tokenizer_config.json").is_file() else base
+    )
+
+
+def load_merged(
+    base: str,
+    adapter: str | Path,
+    dtype: str = "auto",
+    revision: str | None = None,
+    allow_pickle: bool = False,
+) -> tuple[Any, Any]:
+    """Base and LoRA adapter loaded on the CPU and merged with peft: the model, and the trained tokenizer."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from ftkit.models.special_tokens import resize_embeddings
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            base,
+            dtype="auto" if dtype == "auto" else torch_dtype(dtype),
+            revision=revision,
+            use_safetensors=None if allow_pickle else True,
+        )
+    except OSError as exc:
+        raise UserError(f"cannot load the base model {base!r}: {exc}") from None
+    tokenizer = trained_tokenizer(Path(adapter), base)
+    resize_embeddings(model, tokenizer)  # the adapter holds the rows of the tokens training added
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload(), tokenizer

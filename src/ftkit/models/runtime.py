@@ -16,10 +16,12 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ftkit.config.recipe import Recipe
 from ftkit.errors import UserError
+
+if TYPE_CHECKING:
+    from ftkit.config.recipe import Recipe
 
 log = logging.getLogger(__name__)
 

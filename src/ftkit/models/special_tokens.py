@@ -43,16 +43,19 @@ def prepare_template_tokens(template: ChatTemplate, tokenizer: Any, add: bool) -
     return ids
 
 
-def resize_embeddings(model: Any, tokenizer: Any, new_ids: list[int]) -> None:
-    """Grow the embedding (and output) matrices to the tokenizer's size; new rows start at the mean."""
-    if not new_ids:
-        return
+def resize_embeddings(model: Any, tokenizer: Any, new_ids: list[int] | None = None) -> bool:
+    """Grow the embedding (and output) matrices to the tokenizer's size when tokens were added to it: now
+    (`new_ids`, from prepare_template_tokens; none added, nothing to do) or by the training that saved the
+    tokenizer (`new_ids` None: a base loaded beside its trained tokenizer). New rows start at the mean.
+    Whether it grew them."""
     before = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > before:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-        log.info(
-            "resized the embeddings from %d to %d rows for the added template tokens", before, len(tokenizer)
-        )
+    if (new_ids is not None and not new_ids) or len(tokenizer) <= before:
+        return False
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    log.info(
+        "resized the embeddings from %d to %d rows for the added template tokens", before, len(tokenizer)
+    )
+    return True
 
 
 def embedding_module_names(model: Any) -> list[str]:

@@ -9,6 +9,7 @@ from ftkit.distributed import deepspeed_config
 if TYPE_CHECKING:
     from ftkit.config.recipe import Recipe
     from ftkit.models.runtime import Runtime
+    from ftkit.stages.spec import TrainerInputs
 
 
 def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
@@ -61,3 +62,14 @@ def trl_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
     if recipe.train.router_aux_loss_coef is not None:
         extra["router_aux_loss_coef"] = recipe.train.router_aux_loss_coef
     return trainer_arguments(recipe, runtime) | extra
+
+
+def trainer_inputs(inputs: TrainerInputs) -> dict[str, Any]:
+    """What every TRL trainer takes: the model, its arguments, the data and the tokenizer."""
+    return {
+        "model": inputs.model,
+        "args": inputs.args,
+        "train_dataset": inputs.train,
+        "eval_dataset": inputs.eval,
+        "processing_class": inputs.tokenizer,
+    }

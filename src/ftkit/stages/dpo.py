@@ -13,7 +13,7 @@ from pydantic import Field
 from ftkit.config.sections.base import Section
 from ftkit.data.processors import process_dpo
 from ftkit.data.shapes import PREFERENCE_PAIRS
-from ftkit.stages.common import trl_arguments
+from ftkit.stages.common import trainer_inputs, trl_arguments
 from ftkit.stages.spec import StageSpec, TrainerInputs
 
 if TYPE_CHECKING:
@@ -61,13 +61,7 @@ def trainer(inputs: TrainerInputs) -> Any:
         def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
             return dataset
 
-    return PretokenizedDPOTrainer(
-        model=inputs.model,
-        args=inputs.args,
-        train_dataset=inputs.train,
-        eval_dataset=inputs.eval,
-        processing_class=inputs.tokenizer,
-    )
+    return PretokenizedDPOTrainer(**trainer_inputs(inputs))
 
 
 STAGE = StageSpec(

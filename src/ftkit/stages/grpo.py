@@ -15,7 +15,7 @@ from ftkit.config.sections.base import ConfigConflict, Section
 from ftkit.data.processors import process_grpo
 from ftkit.data.shapes import PROMPTS
 from ftkit.errors import UserError
-from ftkit.stages.common import trl_arguments
+from ftkit.stages.common import trainer_inputs, trl_arguments
 from ftkit.stages.rewards import resolve_reward
 from ftkit.stages.spec import StageSpec, TrainerInputs
 
@@ -138,14 +138,7 @@ def trainer(inputs: TrainerInputs) -> Any:
     tokenizer.padding_side = "left"  # completions are appended to left-padded prompts
     # Sampling ends at the template's end-of-turn token, not only at the tokenizer's eos.
     inputs.args.generation_kwargs = {"eos_token_id": stop_token_ids(tokenizer, inputs.template)}
-    return GRPOTrainer(
-        model=inputs.model,
-        reward_funcs=reward_functions(inputs.recipe),
-        args=inputs.args,
-        train_dataset=inputs.train,
-        eval_dataset=inputs.eval,
-        processing_class=tokenizer,
-    )
+    return GRPOTrainer(**trainer_inputs(inputs), reward_funcs=reward_functions(inputs.recipe))
 
 
 STAGE = StageSpec(

@@ -37,7 +37,8 @@ def _against_reference(score: Callable[[str, str], float | None]) -> Callable[..
 
     def reward(completions: Sequence[Any], reference: Sequence[str | None], **_: Any) -> list[Score]:
         return [
-            None if ref is None else score(_text(c), ref) for c, ref in zip(completions, reference, strict=True)
+            None if ref is None else score(_text(c), ref)
+            for c, ref in zip(completions, reference, strict=True)
         ]
 
     reward.__name__ = score.__name__.removesuffix("_score")

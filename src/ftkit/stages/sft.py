@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftkit.data.processors import process_sft
 from ftkit.data.shapes import TOKENS
-from ftkit.stages.common import trl_arguments
+from ftkit.stages.common import trainer_inputs, trl_arguments
 from ftkit.stages.spec import StageSpec, TrainerInputs
 
 if TYPE_CHECKING:
@@ -38,13 +38,7 @@ def trainer(inputs: TrainerInputs) -> Any:
     from ftkit.stages.fused_head import use_compact_lm_head
 
     use_compact_lm_head()
-    return SFTTrainer(
-        model=inputs.model,
-        args=inputs.args,
-        train_dataset=inputs.train,
-        eval_dataset=inputs.eval,
-        processing_class=inputs.tokenizer,
-    )
+    return SFTTrainer(**trainer_inputs(inputs))
 
 
 STAGE = StageSpec(

@@ -76,4 +76,3 @@ AdapterConfig = Annotated[
     | Annotated[FreezeAdapter, Tag("freeze")],
     Discriminator(_adapter_type),
 ]
-ADAPTER_TYPES = ("lora", "full", "freeze")

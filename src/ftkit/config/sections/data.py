@@ -50,6 +50,10 @@ class DataConfig(Section):
     """Train only the last assistant turn of each conversation."""
     system: str | None = None
     """System prompt for examples that have none (overrides the template's default system prompt)."""
+    template_vars: dict[str, str] = Field(default_factory=dict)
+    """Chat template variables for every example, e.g. {enable_thinking: false} (Qwen3) or {date_string:
+    "26 Jul 2024"} (Llama 3.1); a row's own (the registry's columns.template_vars) win. Generation and
+    `ftkit eval` render prompts with them too."""
     max_samples: int | None = Field(None, ge=1)
     """Use at most this many rows of each dataset (the first rows, before shuffling)."""
     mix_stop: Literal["first_exhausted", "all_exhausted"] = "first_exhausted"
@@ -68,6 +72,16 @@ class DataConfig(Section):
     @classmethod
     def _refs(cls, value: Any) -> Any:
         return _as_refs(value)
+
+    @field_validator("template_vars", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        # Template variables are text, as in jinja: an unquoted YAML false is "false".
+        if isinstance(value, dict):
+            return {
+                key: str(item).lower() if isinstance(item, bool) else str(item) for key, item in value.items()
+            }
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftkit.data.formats.alpaca import ALPACA
 from ftkit.data.formats.base import (
+    COMMON_COLUMNS,
     COMMON_FIELDS,
     EXAMPLE_FIELDS,
     BadRow,
@@ -17,12 +18,14 @@ from ftkit.data.formats.base import (
     Skip,
     example,
     row_system,
+    row_variables,
     text_value,
 )
 from ftkit.data.formats.columns import CLASSIFICATION, PAIRS
 from ftkit.data.formats.messages import OPENAI, SHAREGPT
 from ftkit.data.formats.text import TEXT
 from ftkit.errors import UserError
+from ftkit.tables import Table
 
 if TYPE_CHECKING:
     from ftkit.data.registry import DatasetSpec
@@ -39,19 +42,17 @@ __all__ = [
     "example",
     "register_format",
     "row_system",
+    "row_variables",
     "text_value",
 ]
 
 BUILTIN_FORMATS = (ALPACA, SHAREGPT, OPENAI, TEXT, PAIRS, CLASSIFICATION)
-FORMATS: dict[str, Format] = {}
+FORMATS: Table[Format] = Table("dataset format")
 
 
 def register_format(fmt: Format) -> Format:
     """Add a format to the table; a name that is taken is a programming error."""
-    if fmt.name in FORMATS:
-        raise ValueError(f"dataset format {fmt.name!r} is registered twice")
-    FORMATS[fmt.name] = fmt
-    return fmt
+    return FORMATS.register(fmt)
 
 
 for _builtin in BUILTIN_FORMATS:
@@ -65,7 +66,8 @@ def check_entry(spec: DatasetSpec, stage: Any = None) -> None:
     unused = [name for name in spec.model_fields_set if name not in (*COMMON_FIELDS, *fmt.options, "tags")]
     if "tags" in spec.model_fields_set and not fmt.uses_tags:
         unused.append("tags")
-    unused += [f"columns.{name}" for name in spec.columns.model_fields_set if name not in fmt.columns]
+    readable = (*fmt.columns, *COMMON_COLUMNS)
+    unused += [f"columns.{name}" for name in spec.columns.model_fields_set if name not in readable]
     if unused:
         raise UserError(
             f"dataset {spec.name!r}: {', '.join(sorted(set(unused)))} does not apply to formatting "

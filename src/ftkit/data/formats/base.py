@@ -9,6 +9,7 @@ a row carries nothing to learn from by design (an empty line of a text corpus), 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 Example = dict[str, Any]
-EXAMPLE_FIELDS = ("system", "messages", "chosen", "rejected", "text", "tools")
+EXAMPLE_FIELDS = ("system", "messages", "chosen", "rejected", "text", "tools", "variables")
 
 
 class BadRow(ValueError):
@@ -77,6 +78,8 @@ COMMON_FIELDS = (
     "columns",
     "name",
 )
+COMMON_COLUMNS = ("template_vars",)
+"""`columns` keys every format reads."""
 
 
 def example(
@@ -86,6 +89,7 @@ def example(
     rejected: str | None = None,
     text: str | None = None,
     tools: str | None = None,
+    variables: str | None = None,
 ) -> Example:
     return {
         "system": system,
@@ -94,7 +98,27 @@ def example(
         "rejected": rejected,
         "text": text,
         "tools": tools,
+        "variables": variables,
     }
+
+
+def row_variables(row: Row, spec: DatasetSpec) -> str | None:
+    """The row's chat template variables (columns.template_vars) as JSON text of a text-valued object."""
+    column = spec.columns.template_vars
+    value = row.get(column) if column else None
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise BadRow(f"template_vars column {column!r} is not a JSON object") from None
+    if not isinstance(value, dict):
+        raise BadRow(f"template_vars column {column!r} holds {type(value).__name__}, expected an object")
+    variables = {
+        key: str(item).lower() if isinstance(item, bool) else str(item) for key, item in value.items()
+    }
+    return json.dumps(variables, sort_keys=True) if variables else None
 
 
 def text_value(row: Row, column: str, what: str, allow_empty: bool = False) -> str:

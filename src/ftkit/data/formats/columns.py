@@ -73,7 +73,9 @@ def _classification(row: Row, spec: DatasetSpec) -> Example:
 def _needs(spec: DatasetSpec, *fields: str) -> None:
     missing = [field for field in fields if not getattr(spec, field)]
     if missing:
-        raise ValueError(f"formatting {spec.formatting} needs {' and '.join(fields)} (missing {', '.join(missing)})")
+        raise ValueError(
+            f"formatting {spec.formatting} needs {' and '.join(fields)} (missing {', '.join(missing)})"
+        )
 
 
 PAIRS = Format(
