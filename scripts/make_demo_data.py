@@ -140,6 +140,31 @@ def alpaca_rows() -> list[dict[str, str]]:
     return out
 
 
+def _sums(remainder: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(11) for b in range(11) if a + b <= 20 and (3 * a + b) % 6 == remainder][:20]
+
+
+HELD_OUT_SUMS = _sums(1)
+"""Additions kept out of the quickstart's training data: its held-out eval set (demo_sft_eval)."""
+RL_SUMS = _sums(4)
+"""Other additions kept out of it: what the GRPO demo practices on (demo_sums_rl)."""
+
+
+def split_held_out(rows: list[dict[str, str]]) -> tuple[list[dict], list[dict], list[dict]]:
+    """The quickstart's training rows, its eval rows, and the GRPO demo's rows."""
+
+    def asked(pairs: list[tuple[int, int]]) -> set[str]:
+        return {f"What is {a} plus {b}?" for a, b in pairs}
+
+    held, practice = asked(HELD_OUT_SUMS), asked(RL_SUMS)
+    train = [r for r in rows if r["instruction"] not in held | practice]
+    return (
+        train,
+        [r for r in rows if r["instruction"] in held],
+        [r for r in rows if r["instruction"] in practice],
+    )
+
+
 def sharegpt_rows(rng: random.Random) -> list[dict]:
     """Two-turn conversations (a fact, then a follow-up), in sharegpt form."""
     rows = []
@@ -283,7 +308,10 @@ def math_rows(rng: random.Random) -> list[dict]:
 
 def main() -> None:
     rng = random.Random(0)
-    (DATA / "demo_sft.json").write_text(json.dumps(alpaca_rows(), indent=1, ensure_ascii=False) + "\n")
+    train, held_out, practice = split_held_out(alpaca_rows())
+    (DATA / "demo_sft.json").write_text(json.dumps(train, indent=1, ensure_ascii=False) + "\n")
+    (DATA / "demo_sft_eval.json").write_text(json.dumps(held_out, indent=1, ensure_ascii=False) + "\n")
+    (DATA / "demo_sums_rl.json").write_text(json.dumps(practice, indent=1, ensure_ascii=False) + "\n")
     (DATA / "demo_chat_sharegpt.json").write_text(json.dumps(sharegpt_rows(rng), indent=1) + "\n")
     (DATA / "demo_chat_openai.jsonl").write_text("".join(json.dumps(r) + "\n" for r in openai_rows(rng)))
     (DATA / "demo_preference.json").write_text(json.dumps(preference_rows(rng), indent=1) + "\n")

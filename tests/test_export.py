@@ -255,6 +255,7 @@ def quick(tmp_path_factory) -> list[str]:
     overrides = [
         f"train.output_dir={out}",
         "train.max_steps=60",
+        "data.eval=null",
         "data.val_size=16",
         "eval.metrics=[loss,perplexity,exact_match,accuracy,rouge]",
         "eval.max_new_tokens=16",

@@ -3,6 +3,7 @@ tensorboard), which receive the run metadata as well as the metrics."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -14,6 +15,8 @@ from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallbac
 from ftkit.atomic import apply_umask
 from ftkit.config import Recipe, dump_recipe
 from ftkit.config.redact import redact
+from ftkit.console import interactive
+from ftkit.stages import get_stage
 
 log = logging.getLogger("ftkit.train")
 LOSS_PLOT = "loss.png"
@@ -23,7 +26,7 @@ def _series(log_history: list[dict[str, Any]], key: str) -> list[tuple[int, floa
     return [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
 
 
-def plot_losses(log_history: list[dict[str, Any]], path: str | Path) -> bool:
+def plot_losses(log_history: list[dict[str, Any]], path: str | Path, title: str = "") -> bool:
     """Train and eval loss (and the mean reward, for GRPO) against the optimizer step, as a PNG."""
     train, evaluation, reward = (_series(log_history, k) for k in ("loss", "eval_loss", "reward"))
     if not (train or evaluation or reward):
@@ -49,6 +52,8 @@ def plot_losses(log_history: list[dict[str, Any]], path: str | Path) -> bool:
         more_handles, more_labels = right.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
     axes.legend(handles, labels)
+    if title:
+        axes.set_title(title)
     figure.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
@@ -58,37 +63,63 @@ def plot_losses(log_history: list[dict[str, Any]], path: str | Path) -> bool:
     return True
 
 
-def format_logs(step: int, max_steps: int, logs: dict[str, Any]) -> str:
-    """`step 10/180  loss 5.1  learning_rate 0.003 ... epoch 0.67`: the numbers the trainer logged."""
-    shown = [f"step {step}/{max_steps}"]
+def shown(key: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a logged metric is one the console shows: it, or its eval_ version, matches a pattern."""
+    name = key.removeprefix("eval_")
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def format_logs(
+    step: int, max_steps: int, logs: dict[str, Any], patterns: tuple[str, ...] | None = None
+) -> str:
+    """`step 10/180  loss 5.1  learning_rate 0.003 ... epoch 0.67`: the numbers the trainer logged (those
+    matching `patterns`, when given); empty when none of them is shown."""
+    parts = []
     for key, value in logs.items():
         if key in ("epoch", "total_flos") or isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        shown.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
-    if "epoch" in logs:
-        shown.append(f"epoch {logs['epoch']:.2f}")
-    return "  ".join(shown)
+        if patterns is None or shown(key, patterns):
+            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    if not parts:
+        return ""
+    epoch = [f"epoch {logs['epoch']:.2f}"] if "epoch" in logs else []
+    return "  ".join([f"step {step}/{max_steps}", *parts, *epoch])
 
 
 class ProgressLog(ProgressCallback):
-    """The trainer's progress bar (when enabled), with one readable line per log instead of a raw dict."""
+    """The trainer's progress bar (on a terminal), and one readable line per log with the metrics the
+    stage shows on the console instead of a raw dict of all of them."""
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        super().__init__()
+        self.patterns = patterns
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        line = format_logs(state.global_step, state.max_steps, logs)
+        line = format_logs(state.global_step, state.max_steps, logs, self.patterns)
+        if not line:
+            return
         if self.training_bar is not None:
             self.training_bar.write(line)
         else:
             log.info(line)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not args.disable_tqdm:
+        if not args.disable_tqdm and interactive():
             super().on_train_begin(args, state, control, **kwargs)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.training_bar is not None:
             super().on_step_end(args, state, control, **kwargs)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.training_bar is not None:
+            super().on_train_end(args, state, control, **kwargs)
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if self.training_bar is not None:  # the evaluation's bar only beside the training bar
+            super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -172,7 +203,7 @@ def add_run_callbacks(trainer: Any, recipe: Recipe, metadata: dict[str, Any]) ->
     """ftkit's progress lines instead of the default printers, early stopping, and tracker metadata."""
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(ProgressLog())
+    trainer.add_callback(ProgressLog(get_stage(recipe.stage).console))
     trainer.add_callback(CheckpointPermissions())
     train = recipe.train
     if train.early_stopping_patience:

@@ -7,14 +7,13 @@ Exit codes: 0 success, 2 user error (message, no traceback), 1 unexpected failur
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import traceback
-import warnings
 from collections.abc import Callable
 
 from ftkit import __version__
-from ftkit.config.redact import RedactingFilter, redact_text
+from ftkit.config.redact import redact_text
+from ftkit.console import configure_logging, quiet_library_progress
 from ftkit.errors import Interrupted, UserError
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -61,6 +60,7 @@ def _export(args: argparse.Namespace) -> int:
                 "ftkit export needs a recipe, or --adapter and --out (and --base unless recorded)"
             )
         request = ExportRequest(**{"base": None, **given}, force=args.force)
+    quiet_library_progress()
     export(request)
     return 0
 
@@ -68,7 +68,8 @@ def _export(args: argparse.Namespace) -> int:
 def _generation_options(args: argparse.Namespace) -> object:
     from ftkit.infer import GenerationOptions
 
-    return GenerationOptions(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
+    batch_size = getattr(args, "batch_size", GenerationOptions.batch_size)  # chat answers one at a time
+    return GenerationOptions(args.max_new_tokens, args.temperature, args.top_p, batch_size, args.seed)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -76,6 +77,7 @@ def _generate(args: argparse.Namespace) -> int:
     from ftkit.infer import GenerationRequest, generate_file
 
     recipe = load_recipe(args.recipe, args.overrides)
+    quiet_library_progress()
     generate_file(recipe, GenerationRequest(args.input, args.output, args.model, _generation_options(args)))
     return 0
 
@@ -84,7 +86,9 @@ def _chat(args: argparse.Namespace) -> int:
     from ftkit.config import load_recipe
     from ftkit.infer import chat
 
-    chat(load_recipe(args.recipe, args.overrides), args.model, _generation_options(args))
+    recipe = load_recipe(args.recipe, args.overrides)
+    quiet_library_progress()
+    chat(recipe, args.model, _generation_options(args))
     return 0
 
 
@@ -93,6 +97,7 @@ def _eval(args: argparse.Namespace) -> int:
     from ftkit.evaluate import EvalRequest, evaluate, table
 
     recipe = load_recipe(args.recipe, args.overrides)
+    quiet_library_progress()
     results = evaluate(recipe, EvalRequest(args.compare_base, args.model, args.max_samples))
     print(table(results))
     return 0
@@ -110,6 +115,7 @@ def _data_preview(args: argparse.Namespace) -> int:
     from ftkit.data.commands import preview
 
     recipe = load_recipe(args.recipe, args.overrides)
+    quiet_library_progress()
     color = sys.stdout.isatty() and not args.json
     print(preview(recipe, args.n, args.json, color, args.split))
     return 0
@@ -119,7 +125,9 @@ def _data_stats(args: argparse.Namespace) -> int:
     from ftkit.config import load_recipe
     from ftkit.data.commands import stats
 
-    print(stats(load_recipe(args.recipe, args.overrides), args.json))
+    recipe = load_recipe(args.recipe, args.overrides)
+    quiet_library_progress()
+    print(stats(recipe, args.json))
     return 0
 
 
@@ -215,7 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
             "--temperature", type=float, default=0.0, help="0: greedy decoding (default); >0 samples"
         )
         sub.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold when sampling")
-        sub.add_argument("--batch-size", type=_positive, default=8)
         sub.add_argument("--seed", type=int, default=0, help="seed of the sampling")
 
     sub = command("generate", _generate, "Generate responses for a file of prompts with a recipe's model.")
@@ -223,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--input", required=True, help="JSONL file: one {prompt} or {messages} object per line")
     sub.add_argument("--output", help="write the results as JSONL here (default: print them)")
     generation_arguments(sub, 64)
+    sub.add_argument("--batch-size", type=_positive, default=8, help="prompts generated together")
 
     sub = command("chat", _chat, "Chat with a recipe's model in the terminal (/reset, /exit).")
     recipe_arguments(sub)
@@ -282,25 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())  # no secret from the environment reaches a log line
-    for noisy in ("httpx", "urllib3", "filelock", "fsspec", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # bitsandbytes warns at import on CPUs about an optional kernel package that ftkit does not need.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    # peft reads a property that transformers 5 renamed; the warning is about library internals.
-    warnings.filterwarnings(
-        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -313,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     # Messages are redacted where they are printed: a secret in the environment never reaches the terminal.
     try:
         return args.handler(args) or 0

@@ -33,6 +33,7 @@ def _eval_examples(recipe: Recipe, limit: int | None) -> tuple[Any, list[str]]:
     _, evaluation, registry = normalized_splits(recipe)
     if evaluation is None:
         raise UserError("ftkit eval needs eval data: set data.eval or data.val_size in the recipe")
+    _warn_if_trained_on(recipe, evaluation)
     labels = sorted(
         {label for ref in recipe.data.eval for label in (registry.get(ref.name).label_map or {}).values()}
     )
@@ -45,6 +46,35 @@ def _eval_examples(recipe: Recipe, limit: int | None) -> tuple[Any, list[str]]:
         raise UserError("the eval data has no answers to compare with (every example ends with a prompt)")
     evaluation = evaluation.select(keep[:limit] if limit else keep)
     return evaluation, labels
+
+
+def _warn_if_trained_on(recipe: Recipe, evaluation: Any) -> None:
+    """Warn when eval examples were in the data the run trained on, as its recorded recipe says (a
+    data.val_size given only now splits off rows the run saw)."""
+    from ftkit.config import load_recipe
+    from ftkit.data.pipeline import normalized_splits
+    from ftkit.data.transforms import shared_prompts
+    from ftkit.rundir import RESOLVED_RECIPE_FILE
+
+    recorded_path = Path(recipe.train.output_dir) / RESOLVED_RECIPE_FILE
+    if not recorded_path.is_file():
+        return
+    try:
+        recorded = load_recipe(recorded_path)
+    except UserError:
+        return
+    if recorded.data == recipe.data and recorded.train.seed == recipe.train.seed:
+        return  # the same split: the data pipeline has warned about any overlap already
+    trained_on, _, _ = normalized_splits(recorded)
+    shared = shared_prompts(trained_on, evaluation)
+    if shared:
+        log.warning(
+            "%d of %d eval examples ask what the run trained on (its recorded recipe %s): their scores are not "
+            "held-out",
+            shared,
+            len(evaluation),
+            recorded_path,
+        )
 
 
 def mean_nll(

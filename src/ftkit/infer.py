@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ftkit.config import Recipe
+from ftkit.console import interactive
 from ftkit.errors import UserError
 from ftkit.rundir import read_run, recorded_base
 from ftkit.templates import ChatTemplate, get_template, token_variables
@@ -155,7 +157,7 @@ def generate(
     model.eval()
     answers: list[str] = []
     starts = range(0, len(conversations), options.batch_size)
-    for start in tqdm(starts, desc="Generating", unit="batch", disable=not progress):
+    for start in tqdm(starts, desc="Generating", unit="batch", disable=not (progress and interactive())):
         batch = conversations[start : start + options.batch_size]
         prompts = [
             template.render_text(
@@ -194,7 +196,9 @@ def generate_file(recipe: Recipe, request: GenerationRequest) -> list[dict[str, 
     return results
 
 
-HELP = "Type a message. /reset starts a new conversation, /exit (or Ctrl-D) quits."
+HELP = "Type a message. /reset starts a new conversation, /exit (or Ctrl-D, Ctrl-C) quits."
+COMMAND = re.compile(r"^/[A-Za-z]+(\s|$)")
+"""A chat command: `/word`, alone or with arguments (`/usr/bin ...`, a path, is a message)."""
 
 
 def chat(
@@ -220,13 +224,17 @@ def chat(
     while True:
         try:
             text = read("you> ").strip()
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C at the prompt: leave
+            print(file=out)
             break
         if text in ("/exit", "/quit"):
             break
         if text == "/reset":
             messages = []
             print("(new conversation)", file=out)
+            continue
+        if COMMAND.match(text):
+            print(f"unknown command {text.split()[0]}; {HELP}", file=out)
             continue
         if not text:
             continue
@@ -237,8 +245,13 @@ def chat(
         inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         print("model> ", end="", file=out, flush=True)
         streamer = _Stream(tokenizer, stops, out)
-        with torch.inference_mode():
-            output = model.generate(**inputs, **kwargs, streamer=streamer)
+        try:
+            with torch.inference_mode():
+                output = model.generate(**inputs, **kwargs, streamer=streamer)
+        except KeyboardInterrupt:  # Ctrl-C while answering: drop this turn, keep the conversation
+            messages.pop()
+            print("\n(stopped; the message was not kept)", file=out, flush=True)
+            continue
         answer = _answer(tokenizer, output[0, inputs["input_ids"].shape[1] :], stops)
         print(file=out, flush=True)
         messages.append({"role": "assistant", "content": answer})

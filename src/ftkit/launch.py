@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from ftkit.config import Recipe
+from ftkit.console import quiet_library_progress
 from ftkit.distributed import LaunchContext
 from ftkit.errors import Interrupted, UserError
 
@@ -66,6 +67,7 @@ def train(recipe: Recipe, argv: list[str]) -> int:
         logging.getLogger("ftkit").setLevel(logging.WARNING)  # rank 0 reports for everyone
     found = preflight(recipe, output=context.is_main)
     start = found.start if found.start is not None else follow_plan(recipe)
+    quiet_library_progress()
     try:
         if context.is_main:
             prepare_output_dir(start)
@@ -77,10 +79,36 @@ def train(recipe: Recipe, argv: list[str]) -> int:
             return user_error_code(recipe, code)
         from ftkit.stages.runner import run_stage
 
-        run_stage(recipe, context, get_stage(recipe.stage), start)
+        summary = run_stage(recipe, context, get_stage(recipe.stage), start)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_message(recipe, argv)) from None
+    if summary is not None:
+        print("\n".join(summary.lines(next_commands(recipe, argv))), file=sys.stderr)
     return 0
+
+
+def _rerun_arguments(argv: list[str]) -> list[str]:
+    """The recipe and its overrides, without the ones that only say how this run started."""
+    return [
+        arg
+        for arg in argv[1:]
+        if not arg.startswith(("train.resume_from_checkpoint=", "train.overwrite_output_dir="))
+    ]
+
+
+def next_commands(recipe: Recipe, argv: list[str]) -> list[str]:
+    """What a user runs after training this recipe."""
+    import shlex
+
+    target = shlex.join(_rerun_arguments(argv))
+    commands = []
+    if recipe.adapter.type == "lora":
+        commands.append(f"ftkit export {target}")
+    if recipe.model.template:
+        commands.append(f"ftkit chat {target}")
+    if recipe.data.eval or recipe.data.val_size is not None:
+        commands.append(f"ftkit eval {target}")
+    return commands
 
 
 def interrupted_message(recipe: Recipe, argv: list[str]) -> str:
@@ -90,11 +118,7 @@ def interrupted_message(recipe: Recipe, argv: list[str]) -> str:
     from ftkit.rundir import inspect_run_dir
 
     state = inspect_run_dir(recipe.train.output_dir)
-    kept = [
-        arg
-        for arg in argv
-        if not arg.startswith(("train.resume_from_checkpoint=", "train.overwrite_output_dir="))
-    ]
+    kept = [argv[0], *_rerun_arguments(argv)]
     if state.latest is None:
         return f"interrupted before the first checkpoint; nothing to resume. Start over with: ftkit {shlex.join(kept)}"
     return (

@@ -21,7 +21,7 @@ from ftkit.config import Recipe
 from ftkit.distributed import DEEPSPEED_PRESETS
 from ftkit.errors import UserError
 from ftkit.models.runtime import RuntimePlan, plan_runtime
-from ftkit.models.sources import check_weights, in_hub_cache, locate, read_json
+from ftkit.models.sources import check_weights, in_hub_cache, locate, producing_recipe, read_json
 from ftkit.resume import StartPlan, plan_start
 from ftkit.stages import get_stage
 
@@ -46,8 +46,25 @@ def _stage(recipe: Recipe, found: Preflight) -> None:
     found.add("stage", f"{recipe.stage}: {get_stage(recipe.stage).description}")
 
 
+def _producer(recipe: Recipe, name: str) -> Path | None:
+    """The recipe beside this one that trains the missing local model `name`, if any."""
+    if recipe._path is None or Path(name).expanduser().exists():
+        return None
+    return producing_recipe(name, Path(recipe._path).parent)
+
+
+def _refuse_untrained(recipe: Recipe, key: str, name: str) -> None:
+    producer = _producer(recipe, name)
+    if producer:
+        raise UserError(
+            f"{key} {name}: no such local folder yet; it is the output of {producer}: "
+            f"run `ftkit train {producer}` first"
+        )
+
+
 def _model(recipe: Recipe, found: Preflight) -> None:
     model = recipe.model
+    _refuse_untrained(recipe, "model.name_or_path", model.name_or_path)
     source = locate(model.name_or_path, "model.name_or_path", "config.json", model.revision)
     if not model.from_scratch:
         check_weights(source, "model.name_or_path", model.allow_pickle)
@@ -112,6 +129,7 @@ def _adapter(recipe: Recipe, found: Preflight) -> None:
         f"LoRA{variant} r={adapter.r} alpha={adapter.alpha:g} dropout={adapter.dropout} on {modules}",
     )
     if adapter.init_from:
+        _refuse_untrained(recipe, "adapter.init_from", adapter.init_from)
         source = locate(adapter.init_from, "adapter.init_from", "adapter_config.json")
         found.add("continues", source.describe())
 

@@ -31,6 +31,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     except ValidationError as exc:
         raise RecipeError(render(exc, model, raw.where), display_path(raw.path)) from None
     recipe._given = raw.values
+    recipe._path = str(raw.path)
     return recipe
 
 

@@ -48,6 +48,8 @@ class Recipe(Section):
 
     _given: dict | None = PrivateAttr(default=None)
     """The values as the user gave them (bases merged, overrides applied), before derived defaults."""
+    _path: str | None = PrivateAttr(default=None)
+    """The recipe file it was loaded from."""
 
     @model_validator(mode="after")
     def _cross_section(self) -> Recipe:

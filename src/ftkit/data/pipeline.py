@@ -21,7 +21,15 @@ from ftkit.data.loaders import load_rows, local_files
 from ftkit.data.processors import ProcessOptions
 from ftkit.data.registry import DatasetSpec, Registry
 from ftkit.data.tokenize import MaskOptions
-from ftkit.data.transforms import example_hash, first_occurrences, hold_out, length_problem, matches, mix
+from ftkit.data.transforms import (
+    example_hash,
+    first_occurrences,
+    hold_out,
+    length_problem,
+    matches,
+    mix,
+    shared_prompts,
+)
 from ftkit.errors import UserError
 from ftkit.stages import get_stage
 from ftkit.stages.spec import StageSpec
@@ -59,6 +67,8 @@ class DataReport:
     datasets: list[DatasetReport] = field(default_factory=list)
     splits: dict[str, SplitReport] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    eval_overlap: int = 0
+    """Eval examples whose prompt is also a training example's (warned about)."""
     inputs: dict[str, Any] = field(default_factory=dict)
     """Fingerprints of what shapes the training split: each train dataset (its data and registry entry),
     the tokenizer and the template. A resume compares them with the recorded run's."""
@@ -72,6 +82,7 @@ class DataReport:
             [DatasetReport(**d) for d in data["datasets"]],
             {name: SplitReport(**s) for name, s in data["splits"].items()},
             data.get("cache", {}),
+            data.get("eval_overlap", 0),
             data.get("inputs", {}),
         )
 
@@ -360,6 +371,14 @@ def normalize(
     evaluation = normalized(recipe.data.eval) if recipe.data.eval else None
     if recipe.data.val_size is not None:
         train, evaluation = hold_out(train, recipe.data.val_size, recipe.train.seed)
+    if evaluation is not None:
+        report.eval_overlap = shared_prompts(train, evaluation)
+        if report.eval_overlap:
+            log.warning(
+                "%d of %d eval examples ask what a training example asks: their scores are not held-out",
+                report.eval_overlap,
+                len(evaluation),
+            )
     return train, evaluation
 
 
@@ -383,6 +402,11 @@ def build_data(recipe: Recipe, tokenizer: Any, template: Any) -> BuiltData:
         report = DataReport.from_dict(saved)
         report.cache = {"key": key, "hit": True, "path": str(cache.path(key))}
         report.inputs = inputs
+        if report.eval_overlap:
+            log.warning(
+                "%d eval examples ask what a training example asks: their scores are not held-out",
+                report.eval_overlap,
+            )
         return BuiltData(splits["train"], splits.get("eval"), report)
 
     report = DataReport(inputs=inputs)

@@ -48,6 +48,22 @@ def example_hash(example: dict[str, Any]) -> str:
     return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def prompt_hash(example: dict[str, Any]) -> str:
+    """What a model is asked in an example: its system prompt and messages before the answer (or its text)."""
+    messages = example.get("messages") or []
+    asked = messages[:-1] if messages and messages[-1].get("role") == "assistant" else messages
+    payload = json.dumps(
+        [example.get("system"), asked, example.get("text")], ensure_ascii=False, sort_keys=True
+    )
+    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def shared_prompts(train: Any, evaluation: Any) -> int:
+    """How many evaluation examples ask what a training example asks (their scores are not held-out)."""
+    seen = {prompt_hash(example) for example in train}
+    return sum(prompt_hash(example) in seen for example in evaluation)
+
+
 def first_occurrences(hashes: list[str]) -> list[int]:
     """Indices that keep the first example of every hash."""
     seen: set[str] = set()

@@ -88,6 +88,22 @@ def locate(name: str, key: str, marker: str, revision: str | None = None) -> Sou
     return Source(name, None, in_hub_cache(name, marker, revision=revision) is not None)
 
 
+def producing_recipe(name: str, folder: Path) -> Path | None:
+    """A recipe in `folder` whose train.output_dir is `name` or holds it: the run that writes that model."""
+    import yaml
+
+    for candidate in sorted(folder.glob("*.y*ml")):
+        try:
+            values = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        train = values.get("train") if isinstance(values, dict) else None
+        output = train.get("output_dir") if isinstance(train, dict) else None
+        if isinstance(output, str) and (Path(output) == Path(name) or Path(output) in Path(name).parents):
+            return candidate
+    return None
+
+
 def check_weights(source: Source, key: str, allow_pickle: bool) -> None:
     """A local model folder must hold weights ftkit may load: safetensors, or pickle files when allowed."""
     if source.local is None:

@@ -73,4 +73,6 @@ STAGE = StageSpec(
     trainer=trainer,
     preference=True,
     section=DpoConfig,
+    console=("loss", "rewards/margins", "rewards/accuracies", "learning_rate"),
+    signal=("rewards/margins", True),
 )

@@ -150,4 +150,6 @@ STAGE = StageSpec(
     trainer=trainer,
     section=GrpoConfig,
     check=check,
+    console=("reward", "reward_std", "rewards/*/mean", "completions/mean_length", "kl", "learning_rate"),
+    signal=("reward", True),
 )

@@ -33,4 +33,5 @@ STAGE = StageSpec(
     needs_template=False,
     packing=True,
     regroup=chunk_blocks,
+    console=("loss", "grad_norm", "learning_rate", "mean_token_accuracy"),
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ftkit.config import Recipe
 from ftkit.data.pipeline import build_data
 from ftkit.distributed import LaunchContext
 from ftkit.errors import UserError
+from ftkit.modelcard import write_model_card
 from ftkit.models.adapters import apply_adapter, count_parameters
 from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template
 from ftkit.models.runtime import resolve_runtime
@@ -22,14 +24,19 @@ from ftkit.models.special_tokens import resize_embeddings
 from ftkit.resume import StartPlan, check_data_unchanged
 from ftkit.rundir import FINAL_STAGING, SCRATCH_BASE, RunRecord, publish
 from ftkit.stages.spec import StageSpec, TrainerInputs
+from ftkit.summary import RunSummary, summarize_run
 
 log = logging.getLogger(__name__)
 
 
-def run_stage(recipe: Recipe, context: LaunchContext, stage: StageSpec, start: StartPlan) -> None:
-    """Train; `start` says whether this is a new run or which checkpoint it resumes (resume.py)."""
+def run_stage(
+    recipe: Recipe, context: LaunchContext, stage: StageSpec, start: StartPlan
+) -> RunSummary | None:
+    """Train; `start` says whether this is a new run or which checkpoint it resumes (resume.py). Returns
+    the run's summary in the main process."""
     from transformers import set_seed
 
+    started = time.monotonic()
     # Seed before anything random: from-scratch weights, adapter initialization, dropout, data order.
     set_seed(recipe.train.seed)
     runtime = resolve_runtime(recipe)
@@ -39,7 +46,7 @@ def run_stage(recipe: Recipe, context: LaunchContext, stage: StageSpec, start: S
     args = stage.arguments(recipe, runtime)
     with args.main_process_first(desc="preparing the datasets"):
         data = build_data(recipe, tokenizer, template)
-    log_data_report(data.report)
+    log_data_report(data.report, stage)
     if context.is_main:
         check_data_unchanged(start, data.report.inputs)
     train, evaluation = data.for_trainer(recipe.stage)
@@ -100,7 +107,13 @@ def run_stage(recipe: Recipe, context: LaunchContext, stage: StageSpec, start: S
         if checkpoint:
             log.info("resuming from %s", checkpoint)
         result = _train(trainer, checkpoint, recipe)
-        saved = save_final(trainer, context, recipe.train.output_dir)
+        title = f"{recipe.logging.run_name} ({recipe.stage})"
+        saved = save_final(trainer, context, recipe.train.output_dir, title)
+        history = trainer.state.log_history
+        output_dir = recipe.train.output_dir
+        summary = summarize_run(
+            history, stage.name, stage.signal, stage.console, output_dir, time.monotonic() - started
+        )
         record.finish(
             "completed",
             resumed_from=checkpoint,
@@ -108,11 +121,13 @@ def run_stage(recipe: Recipe, context: LaunchContext, stage: StageSpec, start: S
             train_metrics=result.metrics,
             best_checkpoint=trainer.state.best_model_checkpoint,
             saved_files=saved,
+            summary=summary.as_dict(),
         )
-        log.info(
-            "saved %s to %s", "adapter" if recipe.adapter.type == "lora" else "model", recipe.train.output_dir
-        )
+        if context.is_main:
+            write_model_card(output_dir, recipe, record.data, summary)
+        log.info("saved %s to %s", "adapter" if recipe.adapter.type == "lora" else "model", output_dir)
         finish_trackers()
+        return summary if context.is_main else None
     except BaseException as exc:
         record.fail(exc)
         finish_trackers(failed=True)
@@ -133,10 +148,13 @@ def _train(trainer: Any, checkpoint: str | None, recipe: Recipe) -> Any:
         ) from None
 
 
-def log_data_report(report: Any) -> None:
+def log_data_report(report: Any, stage: StageSpec) -> None:
     """One line per split: examples, tokens, trained tokens, truncations, and where the data came from."""
     origin = "from the cache" if report.cache.get("hit") else "tokenized"
     for name, split in report.splits.items():
+        if stage.shape.measure is None:  # prompts: the trained tokens are sampled during training
+            log.info("%s data (%s): %d %s", name, origin, split.examples, stage.shape.name)
+            continue
         log.info(
             "%s data (%s): %d examples, %d tokens (%d trained), %d truncated",
             name,
@@ -148,7 +166,7 @@ def log_data_report(report: Any) -> None:
         )
 
 
-def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path) -> list[str]:
+def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path, title: str = "") -> list[str]:
     """Save the trained adapter or model, tokenizer, trainer state and loss plot into output_dir.
 
     The model is first saved into a staging folder and then moved in, so a crash mid-save leaves the
@@ -163,5 +181,5 @@ def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path) -> 
         return []
     moved = publish(staging, output_dir)
     trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
-    plot_losses(trainer.state.log_history, output_dir / LOSS_PLOT)
+    plot_losses(trainer.state.log_history, output_dir / LOSS_PLOT, title)
     return moved

@@ -49,4 +49,5 @@ STAGE = StageSpec(
     arguments=arguments,
     trainer=trainer,
     packing=True,
+    console=("loss", "grad_norm", "learning_rate", "mean_token_accuracy"),
 )

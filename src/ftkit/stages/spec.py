@@ -62,6 +62,12 @@ class StageSpec:
     """The recipe section named after the stage (e.g. `dpo:`), with the stage's own settings."""
     check: Callable[[Recipe], None] | None = None
     """Rules across recipe sections, run when a recipe is validated; raises ConfigConflict."""
+    console: tuple[str, ...] = ("loss", "grad_norm", "learning_rate")
+    """The logged metrics shown on the console (patterns such as `rewards/*/mean`; their eval_ versions
+    too). Everything the trainer logs still goes to trainer_state.json and the trackers."""
+    signal: tuple[str, bool] = ("loss", False)
+    """The metric that shows the method working, and whether higher is better: the end-of-run summary
+    reports how it moved, and the examples' tests assert it improves."""
 
     def __post_init__(self) -> None:
         problems = []
