@@ -40,6 +40,7 @@ quickstart: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/training.py
 
 docs: $(STAMP)
 	$(BIN)/python -m ftkit.reference > docs/recipe-reference.md

@@ -52,6 +52,9 @@ def kill(process: subprocess.Popen) -> None:
 
 def main() -> int:
     target, calls, when, marker, *argv = sys.argv[1:]
+    # A shell without job control starts background commands with SIGINT ignored, and Python keeps an
+    # ignored SIGINT: restore what a terminal's Ctrl-C reaches, however the test suite was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     module_name, _, qualname = target.partition(":")
     owner = importlib.import_module(module_name)
     *path, attribute = qualname.split(".")

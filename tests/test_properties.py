@@ -104,15 +104,20 @@ def test_truncation_never_hides_an_untrainable_example(example, max_length, name
     assert any(label != IGNORE_INDEX for label in labels)
 
 
-@pytest.fixture(scope="module")
-def packing_model(chatml_tokenizer):
+@pytest.fixture(scope="module", params=["sdpa", "ftkit_segments"])
+def packing_model(request, chatml_tokenizer):
+    """The same weights with transformers' sdpa (a block-diagonal mask over the row) and with ftkit's
+    attention per example (models/attention.py), which packing and padding-free runs use on a CPU."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from ftkit.models.attention import register_segmented_attention
     from ftkit.testing import tiny_llama_config
 
+    register_segmented_attention()
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(tiny_llama_config(chatml_tokenizer)).eval()
+    config = tiny_llama_config(chatml_tokenizer)
+    return AutoModelForCausalLM.from_config(config, attn_implementation=request.param).eval()
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -136,9 +141,8 @@ def test_packed_examples_never_attend_to_each_other(packing_model, lengths, seq_
     for row in packed:
         batch = collate([{"input_ids": row["input_ids"], "seq_lengths": row["seq_lengths"]}])
         with torch.no_grad():
-            logits = packing_model(
-                input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
-            ).logits[0]
+            inputs = {key: value for key, value in batch.items() if key != "labels"}
+            logits = packing_model(**inputs, use_cache=False).logits[0]
         start = 0
         for size in row["seq_lengths"]:
             ids = batch["input_ids"][0, start : start + size]

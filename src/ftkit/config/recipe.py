@@ -70,11 +70,12 @@ class Recipe(Section):
                 f"stage {self.stage} formats conversations with a chat template: set model.template "
                 "(see `ftkit template list`)",
             )
-        if self.data.packing and not spec.packing:
-            raise ConfigConflict(
-                ("data.packing", "stage"),
-                f"data.packing applies to stages {listing(names_with('packing'))}, not {self.stage}",
-            )
+        for key in ("packing", "padding_free"):
+            if getattr(self.data, key) and not spec.packing:
+                raise ConfigConflict(
+                    (f"data.{key}", "stage"),
+                    f"data.{key} applies to stages {listing(names_with('packing'))}, not {self.stage}",
+                )
 
     def _check_quantization(self) -> None:
         if self.model.quantization is None:

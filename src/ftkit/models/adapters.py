@@ -41,7 +41,7 @@ def _apply_lora(model: nn.Module, adapter: LoraAdapter, new_token_ids: list[int]
 
     if adapter.init_from:
         try:
-            return PeftModel.from_pretrained(model, adapter.init_from, is_trainable=True)
+            return _fast_lora(PeftModel.from_pretrained(model, adapter.init_from, is_trainable=True))
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot continue from adapter.init_from={adapter.init_from!r}: {exc}") from None
     modules_to_save = list(adapter.modules_to_save)
@@ -67,9 +67,17 @@ def _apply_lora(model: nn.Module, adapter: LoraAdapter, new_token_ids: list[int]
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(model, config)
+        return _fast_lora(get_peft_model(model, config))
     except ValueError as exc:
         raise UserError(f"cannot add the LoRA adapter: {exc}. Check adapter.target_modules.") from None
+
+
+def _fast_lora(model: nn.Module) -> nn.Module:
+    from ftkit.models.lora_fast import use_fast_lora
+
+    if swapped := use_fast_lora(model):
+        log.debug("LoRA: %d linear layers train on ftkit's fused path (models/lora_fast.py)", swapped)
+    return model
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

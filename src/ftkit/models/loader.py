@@ -11,6 +11,7 @@ import torch
 
 from ftkit.config.sections.model import ModelConfig
 from ftkit.errors import UserError
+from ftkit.models.attention import SEGMENTED, register_segmented_attention
 from ftkit.models.runtime import Runtime, torch_dtype
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def load_model(model: ModelConfig, runtime: Runtime, seed: int) -> Any:
     if model.trust_remote_code:
         log.warning("model.trust_remote_code is on: code shipped with %s runs in this process", name)
     common = {"dtype": runtime.dtype, "trust_remote_code": model.trust_remote_code}
+    if runtime.attn_implementation == SEGMENTED:
+        register_segmented_attention()
     if runtime.attn_implementation:
         common["attn_implementation"] = runtime.attn_implementation
     try:

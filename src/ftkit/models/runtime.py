@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftkit.errors import UserError
+from ftkit.models.attention import SEGMENTED
 
 if TYPE_CHECKING:
     from ftkit.config.recipe import Recipe
@@ -162,6 +163,9 @@ def plan_runtime(recipe: Recipe, device: str | None = None) -> RuntimePlan:
     precision = resolve_precision(recipe.train.precision, device)
     dtype = resolve_dtype_name(recipe.model.dtype, precision, recipe.adapter.type, device)
     attention = resolve_attention(recipe.model.attn_implementation, device, dtype)
+    if attention is None and (recipe.data.packing or recipe.data.padding_free):
+        # Examples end to end in one row: attend within each, not over the whole row (models/attention.py).
+        attention = SEGMENTED
     return RuntimePlan(device, precision, dtype, attention)
 
 

@@ -26,9 +26,11 @@ def arguments(recipe: Recipe, runtime: Runtime) -> Any:
     return SFTConfig(
         **trl_arguments(recipe, runtime),
         dataset_num_proc=recipe.data.num_proc,
-        max_length=recipe.data.max_length,
+        # The examples are truncated already; TRL refuses a max_length with padding_free alone.
+        max_length=None if recipe.data.padding_free else recipe.data.max_length,
         packing=recipe.data.packing,
         packing_strategy="bfd",  # best-fit decreasing: whole examples, trained padding-free
+        padding_free=recipe.data.padding_free,
     )
 
 

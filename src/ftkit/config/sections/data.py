@@ -44,6 +44,9 @@ class DataConfig(Section):
     """Maximum tokens per example (per packed sequence when packing); longer examples are truncated and counted."""
     packing: bool = False
     """Pack several examples into each max_length sequence without attention across them."""
+    padding_free: bool = False
+    """Without packing: put each batch's examples end to end in one sequence instead of padding them to
+    the longest (no pad token is computed). Packing is always padding-free."""
     train_on_prompt: bool = False
     """Also train on system and user turns (by default only assistant turns are trained)."""
     mask_history: bool = False
@@ -90,6 +93,11 @@ class DataConfig(Section):
         if self.val_size is not None and self.val_size >= 1 and self.val_size != int(self.val_size):
             raise ConfigConflict(
                 "data.val_size", "data.val_size is a fraction below 1 or a whole number of rows"
+            )
+        if self.packing and self.padding_free:
+            raise ConfigConflict(
+                ("data.padding_free", "data.packing"),
+                "data.packing is already padding-free; set data.padding_free only without packing",
             )
         if self.train_on_prompt and self.mask_history:
             raise ConfigConflict(

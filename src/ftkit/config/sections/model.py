@@ -43,8 +43,11 @@ class ModelConfig(Section):
     dtype: Dtype = "auto"
     """Dtype the weights are loaded in. auto: a frozen LoRA base on a GPU takes the half type of the training
     precision; weights that are trained stay float32 masters under mixed precision; float32 on CPU."""
-    attn_implementation: Literal["auto", "flash_attention_2", "flash_attention_3", "sdpa", "eager"] = "auto"
-    """Attention kernel; auto picks flash attention when installed and usable, else sdpa, else eager."""
+    attn_implementation: Literal[
+        "auto", "flash_attention_2", "flash_attention_3", "sdpa", "eager", "ftkit_segments"
+    ] = "auto"
+    """Attention kernel; auto picks flash attention when installed and usable, else sdpa (ftkit_segments
+    when packing or padding-free: sdpa per example, not over the whole row)."""
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     """Where to train; auto picks cuda, then mps, then cpu."""
     trust_remote_code: StrictBool = False
