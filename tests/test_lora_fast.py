@@ -9,7 +9,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from ftkit.models.lora_fast import FastLoraLinear, _LoraLinearFunction, keep_mask, use_fast_lora
+from ftkit.models.lora_fast import FastLoraLinear, keep_mask, lora_linear, use_fast_lora
 
 
 class TwoLinears(nn.Module):
@@ -58,11 +58,11 @@ def test_with_dropout_the_function_and_its_gradients_are_lora_on_the_masked_inpu
     lora_b = torch.randn(4, 3, dtype=torch.double, requires_grad=True)
     keep = keep_mask(torch.Size((5, 7)), 0.3, x.device)
     assert 0 < int(keep.sum()) < keep.numel()
-    out = _LoraLinearFunction.apply(x, weight, bias, lora_a, lora_b, 1.7, keep)
+    out = lora_linear(x, weight, bias, lora_a, lora_b, 1.7, keep)
     expected = x @ weight.t() + bias + (torch.where(keep, x, 0.0) @ lora_a.t() @ lora_b.t()) * 1.7
     torch.testing.assert_close(out, expected)
     assert torch.autograd.gradcheck(
-        lambda x, a, b: _LoraLinearFunction.apply(x, weight, bias, a, b, 1.7, keep), (x, lora_a, lora_b)
+        lambda x, a, b: lora_linear(x, weight, bias, a, b, 1.7, keep), (x, lora_a, lora_b)
     )
 
 

@@ -3,6 +3,8 @@ compact LM head."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from ftkit.config.sections.adapter import FreezeAdapter, FullAdapter, LoraAdapte
 from ftkit.errors import UserError
 from ftkit.metrics import final_number
 from ftkit.models.adapters import apply_adapter, count_parameters, decoder_layers
+from ftkit.models.fused_norm import PLAIN_RMS_NORMS, use_fused_rms_norm
 from ftkit.stages.rewards import REWARDS, resolve_reward
 
 
@@ -85,17 +88,18 @@ def test_compact_lm_head_scores_only_trained_positions(tiny_model, monkeypatch):
     """On a CPU too, TRL's fused head projects only the positions whose label is trained."""
     from trl.trainer import utils as trl_utils
 
-    from ftkit.stages.fused_head import use_compact_lm_head
+    from ftkit.stages.fused_head import DenseLogProbs, use_compact_lm_head
 
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # both restored after the test
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", trl_utils._ChunkedLogProbFunction)
     rows = []
-    original = trl_utils._ChunkedLogProbFunction.apply
+    original = DenseLogProbs.apply
 
     def spy(hidden, *args):
         rows.append(hidden.shape[0])
         return original(hidden, *args)
 
-    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", spy)
-    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+    monkeypatch.setattr(DenseLogProbs, "apply", spy)
     trl_utils.add_fused_lm_head(tiny_model)
     use_compact_lm_head()
     ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12]])
@@ -104,6 +108,47 @@ def test_compact_lm_head_scores_only_trained_positions(tiny_model, monkeypatch):
     assert rows == [3]  # three trained next-token positions, not all seven
     reference = torch.nn.functional.cross_entropy(tiny_model(input_ids=ids).logits[0, 4:7], labels[0, 5:])
     torch.testing.assert_close(out.loss, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("bias", "scale", "temperature", "losses"),
+    [(False, 1.0, 1.0, (0, 1)), (True, 0.5, 0.7, (0, 1)), (False, 1.0, 1.0, (1,))],
+)
+def test_dense_lm_head_equals_trls_chunked_head(bias, scale, temperature, losses):
+    """Every output and every gradient of the dense head is TRL's, on a head large enough to tile."""
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.kernels.chunked_logprob import OPTIONAL_OUTPUTS
+
+    from ftkit.stages.fused_head import DenseLogProbs
+
+    torch.manual_seed(0)
+    hidden = torch.randn(6, 16)  # both heads compute in float32
+    weight = torch.randn(40, 16)
+    head_bias = torch.randn(40) if bias else None
+    targets = (hidden @ weight.t()).argmax(-1)  # three rows whose target is the top token, three whose is not
+    targets[3:] = (targets[3:] + torch.tensor([1, 17, 39])) % 40
+    weights = torch.randn(6), torch.randn(6)
+
+    def run(function):
+        inputs = [t.clone().requires_grad_() for t in (hidden, weight) + ((head_bias,) if bias else ())]
+        outs = function.apply(
+            inputs[0],
+            inputs[1],
+            inputs[2] if bias else None,
+            targets,
+            temperature,
+            16,
+            None,
+            scale,
+            OPTIONAL_OUTPUTS,
+        )
+        sum((outs[i] * weights[i]).sum() for i in losses).backward()  # (1,): a gradient through entropy only
+        return [o.detach() for o in outs] + [t.grad for t in inputs]
+
+    ours, trls = run(DenseLogProbs), run(ChunkedLogProbFunction)  # TRL's tiles: 16 of the 40 logits at a time
+    for mine, theirs in zip(ours, trls, strict=True):
+        torch.testing.assert_close(mine, theirs)
+    assert ours[4].dtype == torch.bool and ours[4].any()  # is_top1 is a real test of some rows
 
 
 # ------------------------------------------------------------------ rewards
@@ -158,3 +203,33 @@ def test_reward_resolution_errors():
     with pytest.raises(UserError, match="cannot import 'no_such_module'"):
         resolve_reward("no_such_module:score", {})
     assert resolve_reward("tests.user_rewards:brevity", {"scale": 2})(["abcd"], reference=["r"]) == [-1.0]
+
+
+# ------------------------------------------------------------------ fused RMSNorm
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN_RMS_NORMS))
+def test_every_listed_rms_norm_is_the_plain_formula(name):
+    """The one-kernel norm is each listed transformers class's own function, values and gradients."""
+    import importlib
+
+    family = name.removesuffix("RMSNorm").lower()
+    module_name = {"deepseekv3": "deepseek_v3", "qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe"}.get(
+        family, family
+    )
+    modeling = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
+    torch.manual_seed(0)
+    original = getattr(modeling, name)(16, eps=1e-5)
+    with torch.no_grad():
+        original.weight.mul_(torch.rand(16) + 0.5)
+    holder = torch.nn.Sequential(copy.deepcopy(original))
+    assert use_fused_rms_norm(holder) == 1 and use_fused_rms_norm(holder) == 0  # swapped once
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    expected, fused = original(x), holder[0](x)
+    torch.testing.assert_close(fused, expected)
+    grads = torch.autograd.grad(fused.square().sum(), (x, holder[0].weight))
+    expected_grads = torch.autograd.grad(expected.square().sum(), (x, original.weight))
+    for mine, theirs in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(mine, theirs)
+    half = x.detach().bfloat16()  # not float32: the class's own forward, unchanged
+    assert torch.equal(holder[0].bfloat16()(half), original.bfloat16()(half))

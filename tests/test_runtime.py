@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 import torch
 
@@ -47,3 +49,38 @@ def test_flash_attention_needs_cuda():
     with pytest.raises(UserError, match="needs a CUDA GPU"):
         resolve_attention("flash_attention_2", "cpu", torch.bfloat16)
     assert resolve_attention("eager", "cpu", torch.float32) == "eager"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator settings are glibc's")
+def test_cpu_allocator_settings_are_accepted_by_glibc():
+    """glibc refuses out-of-range mallopt values (returns 0): every setting must be one it takes."""
+    from ftkit.allocator import keep_freed_memory
+
+    assert keep_freed_memory() is True
+
+
+def test_liger_kernels_on_cuda_when_installed_and_handed_to_the_trainer(monkeypatch, tmp_path):
+    import importlib.util
+
+    from ftkit.config import load_recipe
+    from ftkit.models import runtime as runtime_module
+    from ftkit.stages.common import trainer_arguments
+
+    real_find_spec = importlib.util.find_spec
+    installed = {"liger_kernel"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: object() if name in installed else real_find_spec(name)
+    )
+    assert runtime_module.resolve_liger("cuda") is True
+    assert runtime_module.resolve_liger("cpu") is False  # Triton kernels: CUDA only
+    installed.clear()
+    assert runtime_module.resolve_liger("cuda") is False  # not installed: not asked for
+
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text(
+        "model: {name_or_path: m, template: chatml}\ndata: {train: d}\ntrain: {output_dir: o}\n"
+    )
+    recipe = load_recipe(recipe_path)
+    on = runtime_module.Runtime("cuda", "bf16", torch.bfloat16, None, liger_kernels=True)
+    assert trainer_arguments(recipe, on)["use_liger_kernel"] is True
+    assert trainer_arguments(recipe, runtime_module.resolve_runtime(recipe))["use_liger_kernel"] is False

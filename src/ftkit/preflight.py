@@ -141,7 +141,8 @@ def _runtime(recipe: Recipe, found: Preflight, device: str | None) -> None:
     where = "" if device is None else " (as asked by --device)"
     found.add(
         "runtime",
-        f"{runtime.device}{where}, precision {runtime.precision}, weights {runtime.dtype}, attention {attention}",
+        f"{runtime.device}{where}, precision {runtime.precision}, weights {runtime.dtype}, attention {attention}"
+        + ", Liger kernels" * runtime.liger_kernels,
     )
 
 

@@ -33,7 +33,7 @@ def segmented_sdpa(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     import torch
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     bounds = kwargs.get("cu_seq_lens_q")
     if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
@@ -48,8 +48,8 @@ def segmented_sdpa(
             is_causal=is_causal,
             **kwargs,
         )
-    groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    # Grouped-query attention inside the kernel: the key/value heads are not copied per query head.
+    grouped = getattr(module, "num_key_value_groups", 1) > 1
     edges = bounds.tolist()
     if edges[-1] < query.shape[2]:  # padding after the last example (pad_to_multiple_of): its own piece
         edges.append(query.shape[2])
@@ -61,12 +61,13 @@ def segmented_sdpa(
             dropout_p=dropout,
             scale=scaling,
             is_causal=end - start > 1,
-        )
+            enable_gqa=grouped,
+        ).transpose(1, 2)
         for start, end in pairwise(edges)
         if end > start
     ]
-    output = torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0]
-    return output.transpose(1, 2).contiguous(), None
+    # Concatenating the (batch, length, heads, dim) pieces makes the contiguous output in one copy.
+    return torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0].contiguous(), None
 
 
 def register_segmented_attention() -> str:

@@ -7,11 +7,11 @@ with LoRA on all linear layers that is about a third of a step (bench/training.p
 the same function with a hand-written backward:
 
 - the dropout mask comes from 64-bit draws split into four 16-bit uniforms (an independent Bernoulli
-  mask per element from torch's seeded generator, p resolved to 1/65536; gradient checkpointing
-  recomputes the same mask because it replays the generator);
+  mask per element, p resolved to 1/65536), drawn by a fast generator seeded from torch's (gradient
+  checkpointing recomputes the same mask because it replays torch's generator);
 - the 1/(1-p) and the scaling multiply the rank-r product, not the full-size output;
-- the update is added inside the output's matmul (addmm), and backward keeps a one-byte mask instead of
-  the dropped-out input.
+- the update is added inside the output's matmul (addmm); backward keeps the dropped-out input (as
+  peft's autograd does), the rank-r product and a one-byte mask, so that it redoes neither.
 
 It runs only where that is exactly peft's computation: one active vanilla LoRA adapter on a frozen
 `nn.Linear`, not merged, not disabled, same dtype everywhere, no autocast. Anything else (DoRA, several
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
@@ -30,12 +31,17 @@ RESOLUTION = 1 << 16
 
 
 def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """A boolean mask, True with probability 1 - round(p * 65536) / 65536, independently per element."""
+    """A boolean mask, True with probability 1 - round(p * 65536) / 65536, independently per element.
+
+    The bits come from numpy's SFC64 generator seeded by one draw from torch's generator: seeded by
+    `torch.manual_seed`, restored with a checkpoint's RNG state and replayed by activation checkpointing
+    like any torch draw, and about twice as fast on a CPU as torch's Mersenne Twister.
+    """
     count = shape.numel()
-    bits = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
-    bits.random_(-(1 << 63), (1 << 63) - 1)
-    uniforms = bits.view(torch.int16)[:count].view(shape)
-    return uniforms >= round(p * RESOLUTION) - RESOLUTION // 2
+    seed = int(torch.randint(0, 1 << 62, (1,)))
+    bits = np.random.SFC64(seed).random_raw((count + 3) // 4)
+    uniforms = torch.from_numpy(bits.view(np.int16)[:count]).view(shape)
+    return (uniforms >= round(p * RESOLUTION) - RESOLUTION // 2).to(device)
 
 
 class _LoraLinearFunction(torch.autograd.Function):
@@ -50,25 +56,27 @@ class _LoraLinearFunction(torch.autograd.Function):
         keep: torch.Tensor | None,
     ) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        dropped = flat if keep is None else torch.where(keep, flat, 0.0)
+        dropped = flat if keep is None else flat * keep
         low = (dropped @ lora_a.t()).mul_(scale)
         out = flat @ weight.t() if bias is None else torch.addmm(bias, flat, weight.t())
         out.addmm_(low, lora_b.t())
-        return out.view(*x.shape[:-1], out.shape[-1])
+        return out.view(*x.shape[:-1], out.shape[-1]), dropped, low
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
         x, weight, _bias, lora_a, lora_b, scale, keep = inputs
+        _out, dropped, low = output
         ctx.scale = scale
-        ctx.save_for_backward(x, weight, lora_a, lora_b, keep)
+        ctx.input_shape = x.shape
+        # The dropped-out input (the input itself without dropout) and the rank-r product: backward
+        # reuses them instead of redoing the mask and the product.
+        ctx.save_for_backward(dropped, low, weight, lora_a, lora_b, keep)
+        ctx.mark_non_differentiable(dropped, low)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight, lora_a, lora_b, keep = ctx.saved_tensors
-        flat = x.reshape(-1, x.shape[-1])
-        dropped = flat if keep is None else torch.where(keep, flat, 0.0)
+    def backward(ctx: Any, grad_out: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
+        dropped, low, weight, lora_a, lora_b, keep = ctx.saved_tensors
         grad = grad_out.reshape(-1, grad_out.shape[-1])
-        low = (dropped @ lora_a.t()).mul_(ctx.scale)  # recomputed: rank r, cheaper than keeping it
         grad_b = grad.t() @ low
         grad_low = (grad @ lora_b).mul_(ctx.scale)
         grad_a = grad_low.t() @ dropped
@@ -76,9 +84,22 @@ class _LoraLinearFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             through_lora = grad_low @ lora_a
             if keep is not None:
-                through_lora = torch.where(keep, through_lora, 0.0)
-            grad_x = torch.addmm(through_lora, grad, weight).view(x.shape)
+                through_lora.mul_(keep)
+            grad_x = torch.addmm(through_lora, grad, weight).view(ctx.input_shape)
         return grad_x, None, None, grad_a, grad_b, None, None
+
+
+def lora_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    lora_a: torch.Tensor,
+    lora_b: torch.Tensor,
+    scale: float,
+    keep: torch.Tensor | None,
+) -> torch.Tensor:
+    """`x W^T + b + ((x * keep) A^T B^T) * scale`; gradients for x, A and B only (the base is frozen)."""
+    return _LoraLinearFunction.apply(x, weight, bias, lora_a, lora_b, scale, keep)[0]
 
 
 def _partitioned(weight: torch.Tensor) -> bool:
@@ -123,7 +144,7 @@ class FastLoraLinear(PeftLoraLinear):
             scale /= 1.0 - p
         base = self.base_layer
         lora_a, lora_b = self.lora_A[name].weight, self.lora_B[name].weight
-        return _LoraLinearFunction.apply(x, base.weight, base.bias, lora_a, lora_b, scale, keep)
+        return lora_linear(x, base.weight, base.bias, lora_a, lora_b, scale, keep)
 
 
 def use_fast_lora(model: nn.Module) -> int:

@@ -50,6 +50,8 @@ class Runtime:
     """Dtype the weights are loaded in (a torch.dtype)."""
     attn_implementation: str | None
     """Requested attention kernel; None lets transformers choose (sdpa where the model supports it)."""
+    liger_kernels: bool = False
+    """Liger's fused Triton kernels (norms, rotary, SwiGLU) patched into the model by transformers."""
 
 
 def _gpu_possible() -> bool:
@@ -146,6 +148,12 @@ def resolve_attention(requested: str, device: str, dtype: Any) -> str | None:
     return None
 
 
+def resolve_liger(device: str) -> bool:
+    """Liger's kernels where they run (CUDA, Triton) and are installed (`pip install liger-kernel`).
+    TRL's own fused LM head stays in charge of the loss (it turns Liger's fused cross-entropy off)."""
+    return device == "cuda" and importlib.util.find_spec("liger_kernel") is not None
+
+
 @dataclass(frozen=True)
 class RuntimePlan:
     """The runtime decided without torch (names instead of torch dtypes): what `ftkit check` shows."""
@@ -154,6 +162,7 @@ class RuntimePlan:
     precision: str
     dtype: str
     attn_implementation: str | None
+    liger_kernels: bool = False
 
 
 def plan_runtime(recipe: Recipe, device: str | None = None) -> RuntimePlan:
@@ -166,9 +175,11 @@ def plan_runtime(recipe: Recipe, device: str | None = None) -> RuntimePlan:
     if attention is None and (recipe.data.packing or recipe.data.padding_free):
         # Examples end to end in one row: attend within each, not over the whole row (models/attention.py).
         attention = SEGMENTED
-    return RuntimePlan(device, precision, dtype, attention)
+    return RuntimePlan(device, precision, dtype, attention, resolve_liger(device))
 
 
 def resolve_runtime(recipe: Recipe) -> Runtime:
     plan = plan_runtime(recipe)
-    return Runtime(plan.device, plan.precision, torch_dtype(plan.dtype), plan.attn_implementation)
+    return Runtime(
+        plan.device, plan.precision, torch_dtype(plan.dtype), plan.attn_implementation, plan.liger_kernels
+    )

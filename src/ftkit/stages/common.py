@@ -33,6 +33,7 @@ def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
         "bf16": runtime.precision == "bf16",
         "fp16": runtime.precision == "fp16",
         "use_cpu": runtime.device == "cpu",
+        "use_liger_kernel": runtime.liger_kernels,
         "activation_checkpointing": train.gradient_checkpointing,
         "seed": train.seed,
         "data_seed": train.seed,

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ftkit.allocator import keep_freed_memory
 from ftkit.atomic import atomic_directory
 from ftkit.callbacks import LOSS_PLOT, add_run_callbacks, finish_trackers, plot_losses, start_trackers
 from ftkit.config import Recipe
@@ -18,6 +19,7 @@ from ftkit.distributed import LaunchContext
 from ftkit.errors import UserError
 from ftkit.modelcard import write_model_card
 from ftkit.models.adapters import apply_adapter, count_parameters
+from ftkit.models.fused_norm import use_fused_rms_norm
 from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template
 from ftkit.models.runtime import resolve_runtime
 from ftkit.models.special_tokens import resize_embeddings
@@ -40,6 +42,8 @@ def run_stage(
     # Seed before anything random: from-scratch weights, adapter initialization, dropout, data order.
     set_seed(recipe.train.seed)
     runtime = resolve_runtime(recipe)
+    if runtime.device == "cpu":
+        keep_freed_memory()
     bundle = load_tokenizer_and_template(recipe.model)
     tokenizer, template = bundle.tokenizer, bundle.template
 
@@ -60,6 +64,8 @@ def run_stage(
     else:
         model = load_model(recipe.model, runtime, recipe.train.seed)
     resize_embeddings(model, tokenizer, bundle.new_token_ids)
+    if fused := use_fused_rms_norm(model):
+        log.debug("%d RMSNorm layers run as one kernel (models/fused_norm.py)", fused)
 
     # From here on the run writes into output_dir; everything above failed without leaving a trace.
     record = RunRecord(recipe, context.is_main)
@@ -89,12 +95,13 @@ def run_stage(
             world_size=context.world_size,
         )
         log.info(
-            "training %s on %s, %s precision, weights in %s, attention %s; %s",
+            "training %s on %s, %s precision, weights in %s, attention %s%s; %s",
             recipe.stage,
             runtime.device,
             runtime.precision,
             record.data["dtype"],
             record.data["attn_implementation"],
+            ", Liger kernels" if runtime.liger_kernels else "",
             parameters,
         )
 
