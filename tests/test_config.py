@@ -398,3 +398,23 @@ def test_override_does_not_take_the_blame_for_its_parent_section(tmp_path):
     recipe_text = MINIMAL.replace("  template: chatml\n", "")
     [message] = problems(write(tmp_path, "r.yaml", recipe_text), ["model.revision=abc"])
     assert "r.yaml:1" in message and "command line" not in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["distributed.nnodes=2", "distributed.node_rank=2"],
+            "node_rank is 2 but ranks of 2 node(s) are 0 to 1",
+        ),
+        (["distributed.rdzv_endpoint=node001"], "'node001' is not host:port"),
+        (["distributed.rdzv_id=job7"], "rdzv_id needs distributed.rdzv_endpoint"),
+        (
+            ["distributed.rdzv_endpoint=node001:29400", "distributed.node_rank=1", "distributed.nnodes=2"],
+            "node ranks are assigned as nodes join",
+        ),
+    ],
+)
+def test_multi_node_settings_that_cannot_work_are_refused(tmp_path, overrides, expected):
+    found = problems(write(tmp_path, "r.yaml", MINIMAL), overrides)
+    assert any(expected in problem for problem in found), found

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import _OFFLINE, ROOT, run_cli
 
 
 def _train(tmp_path, *extra: str):
@@ -73,3 +77,130 @@ def test_data_is_tokenized_once_before_the_workers_start(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("cached the tokenized data") == 1
     assert "reusing tokenized data from the cache" in result.stderr
+
+
+def test_nproc_flag_trains_like_one_process_with_the_same_global_batch(tmp_path):
+    """`--nproc 2` with 8 examples per process = one process with 16: the same examples in each step."""
+    common = ["train.max_steps=3", "train.logging_steps=1", "data.eval=[]", "data.cache=false"]
+    one = run_cli(
+        "train", "examples/quickstart.yaml", f"train.output_dir={tmp_path / 'one'}", *common, cwd=ROOT
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_cli(
+        "train",
+        "examples/quickstart.yaml",
+        "--nproc",
+        "2",
+        f"train.output_dir={tmp_path / 'two'}",
+        "train.per_device_train_batch_size=8",
+        "distributed.master_port=29621",
+        *common,
+        cwd=ROOT,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run["world_size"] == 2
+    # float32 sums in another order (two shorter padded batches, gradients averaged by all-reduce)
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=1e-4)
+    assert two.stderr.count("saved adapter") == 1  # outputs written once, by rank 0
+
+
+def test_two_nodes_on_one_machine_train_together(tmp_path):
+    """nnodes 2, one process each: two `ftkit train` commands, node_rank 0 and 1, meet and finish."""
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "ftkit",
+        "train",
+        "examples/quickstart.yaml",
+        f"train.output_dir={out}",
+        "train.max_steps=2",
+        "train.logging_steps=1",
+        "data.eval=[]",
+        "distributed.nnodes=2",
+        "distributed.master_addr=127.0.0.1",
+        "distributed.master_port=29622",
+        "distributed.rendezvous_timeout=120",
+    ]
+    env = {**os.environ, **_OFFLINE}
+    nodes = [
+        subprocess.Popen(
+            [*command, f"distributed.node_rank={rank}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    results = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, stderr) in zip(nodes, results, strict=True):
+        assert node.returncode == 0, stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "completed" and run["world_size"] == 2
+    assert len(_losses(out)) == 2
+    assert "node 0 of 2" in results[0][1] and "node 1 of 2" in results[1][1]
+
+
+def test_nodes_that_never_meet_stop_with_the_address_not_a_hang(tmp_path):
+    result = run_cli(
+        "train",
+        "examples/quickstart.yaml",
+        f"train.output_dir={tmp_path / 'run'}",
+        "distributed.nnodes=2",
+        "distributed.master_port=29623",
+        "distributed.rendezvous_timeout=3",
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert "did not meet at 127.0.0.1:29623 within distributed.rendezvous_timeout=3s" in message
+    assert "port 29623 is open" in message and "Traceback" not in result.stderr
+
+
+def test_slurm_example_starts_one_ftkit_per_node_with_its_rank(tmp_path):
+    """examples/slurm/ftkit.sbatch under stand-ins for srun (two nodes, here) and scontrol."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "scontrol").write_text("#!/bin/bash\necho 127.0.0.1\necho node2\n")
+    # srun: one task per node, in parallel, each with its SLURM_NODEID; fails if any task fails.
+    (stubs / "srun").write_text(
+        "#!/bin/bash\n"
+        'while [[ "$1" == --* ]]; do shift; done\n'
+        "pids=()\n"
+        'for ((node = 0; node < SLURM_NNODES; node++)); do SLURM_NODEID=$node "$@" & pids+=($!); done\n'
+        'status=0; for pid in "${pids[@]}"; do wait "$pid" || status=1; done; exit $status\n'
+    )
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    out = tmp_path / "run"
+    env = {
+        **os.environ,
+        **_OFFLINE,
+        "PATH": f"{stubs}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "SLURM_NNODES": "2",
+        "SLURM_JOB_NODELIST": "node[1-2]",
+        "MASTER_PORT": "29625",
+    }
+    result = subprocess.run(
+        [
+            "bash",
+            "examples/slurm/ftkit.sbatch",
+            "examples/quickstart.yaml",
+            f"train.output_dir={out}",
+            "train.max_steps=2",
+            "data.eval=[]",
+            "distributed.rendezvous_timeout=120",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "node 0 of 2" in result.stderr and "node 1 of 2" in result.stderr
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2

@@ -23,8 +23,10 @@ def _train(args: argparse.Namespace) -> int:
     from ftkit.config import load_recipe
     from ftkit.launch import train
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    return train(recipe, ["train", args.recipe, *args.overrides])
+    # --nproc is an override like any other: validated with the recipe, and seen by every worker.
+    overrides = [*args.overrides, *([f"distributed.nproc_per_node={args.nproc}"] if args.nproc is not None else [])]
+    recipe = load_recipe(args.recipe, overrides)
+    return train(recipe, ["train", args.recipe, *overrides])
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -183,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("train", _train, "Train a recipe.")
     recipe_arguments(sub)
+    sub.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="processes on this machine (sets distributed.nproc_per_node); ftkit runs itself under torchrun",
+    )
 
     sub = command("check", _check, "Validate a recipe and show what would run, without loading weights.")
     recipe_arguments(sub)

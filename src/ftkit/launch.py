@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 
 from ftkit.config import Recipe
@@ -37,20 +36,71 @@ def processes(recipe: Recipe) -> int:
     return wanted
 
 
-def relaunch(argv: list[str], nproc: int, port: int) -> int:
-    """Run `ftkit <argv>` under torchrun with `nproc` processes; returns torchrun's exit code."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={nproc}",
-        f"--master_port={port}",
-        "-m",
-        "ftkit",
-        *argv,
+def torchrun_arguments(recipe: Recipe, nproc: int) -> list[str]:
+    """torchrun's options for this node: processes, nodes, and where they meet."""
+    dist = recipe.distributed
+    arguments = [f"--nproc_per_node={nproc}", f"--nnodes={dist.nnodes}", "--max_restarts=0"]
+    if dist.rdzv_endpoint:
+        return [
+            *arguments,
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={dist.rdzv_endpoint}",
+            f"--rdzv_id={dist.rdzv_id or recipe.logging.run_name}",
+            f"--rdzv_conf=join_timeout={dist.rendezvous_timeout}",
+        ]
+    return [
+        *arguments,
+        f"--node_rank={dist.node_rank}",
+        f"--master_addr={dist.master_addr}",
+        f"--master_port={dist.master_port}",
+        f"--rdzv_conf=timeout={dist.rendezvous_timeout}",
     ]
-    log.info("launching %d processes: %s", nproc, " ".join(command[2:]))
-    return subprocess.call(command)
+
+
+def relaunch(argv: list[str], recipe: Recipe, nproc: int) -> int:
+    """Run `ftkit <argv>` on this node under torchrun (its own launcher, in this process, so that a
+    failed rendezvous is an exception to explain rather than a traceback); returns the workers' exit code."""
+    from torch.distributed import DistError
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous import RendezvousError
+    from torch.distributed.run import get_args_parser, run
+
+    arguments = [*torchrun_arguments(recipe, nproc), "-m", "ftkit", *argv]
+    dist = recipe.distributed
+    where = f" (node {dist.node_rank} of {dist.nnodes})" * (dist.nnodes > 1 and not dist.rdzv_endpoint)
+    log.info("launching %d process(es)%s: torchrun %s", nproc, where, " ".join(arguments))
+    try:
+        run(get_args_parser().parse_args(arguments))
+    except ChildFailedError as exc:
+        return exc.get_first_failure()[1].exitcode or 1
+    except SignalException as exc:
+        raise KeyboardInterrupt from exc
+    except (DistError, RendezvousError) as exc:
+        raise UserError(rendezvous_failure(recipe, exc)) from None
+    return 0
+
+
+def rendezvous_failure(recipe: Recipe, exc: Exception) -> str:
+    """Why the nodes did not start together, and what to check."""
+    dist = recipe.distributed
+    place = dist.rdzv_endpoint or f"{dist.master_addr}:{dist.master_port}"
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return (
+        f"the {dist.nnodes} node(s) of this run did not meet at {place} within "
+        f"distributed.rendezvous_timeout={dist.rendezvous_timeout}s ({detail}). Start the same "
+        f"`ftkit train` on every node ({'with its own distributed.node_rank, ' * (not dist.rdzv_endpoint)}"
+        f"nnodes={dist.nnodes}), check that {place.rpartition(':')[0]} is reachable from each node and that "
+        f"port {place.rpartition(':')[2]} is open between them (firewall), or raise "
+        "distributed.rendezvous_timeout if nodes start far apart."
+    )
+
+
+def _prepares_output_dir(recipe: Recipe, launching: bool) -> bool:
+    # Under a multi-node launch only node 0's launcher knows it holds global rank 0 (with an elastic
+    # rendezvous none does); there the rank-0 worker prepares the folder instead.
+    dist = recipe.distributed
+    return not launching or (dist.node_rank == 0 and dist.rdzv_endpoint is None)
 
 
 def train(recipe: Recipe, argv: list[str]) -> int:
@@ -69,13 +119,14 @@ def train(recipe: Recipe, argv: list[str]) -> int:
     start = found.start if found.start is not None else follow_plan(recipe)
     quiet_library_progress()
     try:
-        if context.is_main:
-            prepare_output_dir(start)
         nproc = processes(recipe)
-        if nproc > 1 and context.world_size == 1:
+        launching = context.world_size == 1 and (nproc > 1 or recipe.distributed.nnodes > 1)
+        if context.is_main and _prepares_output_dir(recipe, launching):
+            prepare_output_dir(start)
+        if launching:
             if recipe.data.cache:
-                prepare_data(recipe)  # tokenize once, here; every worker then loads the cached result
-            code = relaunch(argv, nproc, recipe.distributed.master_port)
+                prepare_data(recipe)  # tokenize once per node, here; its workers then load the cached result
+            code = relaunch(argv, recipe, nproc)
             return user_error_code(recipe, code)
         from ftkit.stages.runner import run_stage
 

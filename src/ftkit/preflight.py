@@ -237,10 +237,16 @@ def _distributed(recipe: Recipe, found: Preflight) -> None:
     value = recipe.distributed.deepspeed
     if value and value not in DEEPSPEED_PRESETS:
         deepspeed_file(value)
-    if value or recipe.distributed.nproc_per_node != 1:
+    dist = recipe.distributed
+    if value or dist.nproc_per_node != 1 or dist.nnodes > 1:
+        nodes = ""
+        if dist.nnodes > 1:
+            meet = dist.rdzv_endpoint or f"{dist.master_addr}:{dist.master_port}"
+            this = "" if dist.rdzv_endpoint else f", this is node {dist.node_rank}"
+            nodes = f" on {dist.nnodes} nodes meeting at {meet}{this}"
         found.add(
             "processes",
-            f"{recipe.distributed.nproc_per_node} per node" + f", DeepSpeed {value}" * bool(value),
+            f"{dist.nproc_per_node} per node{nodes}" + f", DeepSpeed {value}" * bool(value),
         )
 
 
