@@ -24,7 +24,10 @@ def _train(args: argparse.Namespace) -> int:
     from ftkit.launch import train
 
     # --nproc is an override like any other: validated with the recipe, and seen by every worker.
-    overrides = [*args.overrides, *([f"distributed.nproc_per_node={args.nproc}"] if args.nproc is not None else [])]
+    overrides = [
+        *args.overrides,
+        *([f"distributed.nproc_per_node={args.nproc}"] if args.nproc is not None else []),
+    ]
     recipe = load_recipe(args.recipe, overrides)
     return train(recipe, ["train", args.recipe, *overrides])
 
