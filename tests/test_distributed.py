@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import _OFFLINE, ROOT, run_cli
 
@@ -38,13 +39,102 @@ def test_two_processes_with_torchrun(tmp_path):
     assert result.stderr.count("saved adapter") == 1  # only rank 0 reports
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The quickstart's first 4 steps in one process with the global batch (16) of 2 x 8."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    overrides = [f"train.output_dir={out}", "train.max_steps=4", "train.logging_steps=1"]
+    result = run_cli("train", "examples/quickstart.yaml", *overrides, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def _same_tensors(saved, reference) -> None:
+    """Every saved tensor is complete (its full shape) and equals the one-process run's."""
+    from safetensors.torch import load_file
+
+    mine, theirs = load_file(str(saved)), load_file(str(reference))
+    assert sorted(mine) == sorted(theirs)
+    for name, tensor in theirs.items():
+        assert mine[name].shape == tensor.shape, name
+        torch.testing.assert_close(mine[name], tensor, rtol=1e-3, atol=2e-5, msg=name)
+
+
 @pytest.mark.parametrize("preset", ["zero2", "zero3"])
-def test_deepspeed_zero_on_cpu(tmp_path, preset):
-    out, _ = _train(tmp_path, f"distributed.deepspeed={preset}", "distributed.master_port=29612")
+def test_deepspeed_zero_on_cpu(tmp_path, preset, one_process):
+    out, _ = _train(
+        tmp_path,
+        f"distributed.deepspeed={preset}",
+        "distributed.master_port=29612",
+        "train.per_device_train_batch_size=8",
+    )
     assert json.loads((out / "run.json").read_text())["status"] == "completed"
-    assert (out / "adapter_model.safetensors").is_file()
     losses = _losses(out)
     assert losses[-1] < losses[0]
+    reference = one_process
+    if preset == "zero3":
+        # ZeRO-3 builds the model partitioned, so its random initialization is its own: the reference is
+        # ZeRO-3 in one process (which also shows DeepSpeed runs without a second process).
+        reference = tmp_path / "one"
+        single = run_cli(
+            "train",
+            "examples/quickstart.yaml",
+            f"train.output_dir={reference}",
+            "train.max_steps=4",
+            "train.logging_steps=1",
+            "distributed.deepspeed=zero3",
+            "distributed.master_port=29616",
+            cwd=ROOT,
+        )
+        assert single.returncode == 0, single.stderr[-3000:]
+    # The adapter is gathered from the shards: complete, and what one process trains.
+    _same_tensors(out / "adapter_model.safetensors", reference / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("strategy", ["full_shard", "shard_grad_op"])
+def test_fsdp_lora_saves_the_whole_trained_adapter(tmp_path, strategy, one_process):
+    out, result = _train(
+        tmp_path,
+        f"distributed.fsdp={strategy}",
+        "distributed.master_port=29614",
+        "train.per_device_train_batch_size=8",
+    )
+    assert _losses(out) == pytest.approx(_losses(one_process), rel=1e-4)
+    _same_tensors(out / "adapter_model.safetensors", one_process / "adapter_model.safetensors")
+    assert result.stderr.count("saved adapter") == 1
+
+
+def test_fsdp_full_fine_tuning_saves_a_model_plain_transformers_loads(tmp_path):
+    import yaml
+    from transformers import AutoModelForCausalLM
+
+    recipe = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
+    recipe["adapter"] = {"type": "full"}
+    recipe["train"]["learning_rate"] = 1e-3
+    path = tmp_path / "full.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    common = ["train.max_steps=3", "train.logging_steps=1", "data.eval=[]"]
+    one = run_cli("train", str(path), f"train.output_dir={tmp_path / 'one'}", *common, cwd=ROOT)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_cli(
+        "train",
+        str(path),
+        "--nproc",
+        "2",
+        f"train.output_dir={tmp_path / 'two'}",
+        "train.per_device_train_batch_size=8",
+        "distributed.fsdp=full_shard",
+        "distributed.master_port=29615",
+        *common,
+        cwd=ROOT,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    _same_tensors(tmp_path / "two" / "model.safetensors", tmp_path / "one" / "model.safetensors")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "two")
+    reference = AutoModelForCausalLM.from_pretrained(tmp_path / "one")
+    ids = torch.tensor([[5, 9, 13, 21, 34]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, rtol=1e-3, atol=1e-4)
 
 
 def test_user_error_is_exit_code_2_under_torchrun_too(tmp_path):
@@ -204,3 +294,20 @@ def test_slurm_example_starts_one_ftkit_per_node_with_its_rank(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "node 0 of 2" in result.stderr and "node 1 of 2" in result.stderr
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
+
+
+def test_check_shows_the_processes_nodes_and_global_batch(capsys):
+    from ftkit.cli import main
+
+    overrides = [
+        "distributed.nnodes=2",
+        "distributed.node_rank=1",
+        "distributed.nproc_per_node=4",
+        "distributed.master_addr=10.0.0.1",
+        "distributed.fsdp=full_shard",
+    ]
+    assert main(["check", str(ROOT / "examples" / "quickstart.yaml"), "-q", *overrides]) == 0
+    shown = capsys.readouterr()
+    text = shown.out + shown.err
+    assert "4 per node on 2 nodes meeting at 10.0.0.1:29500, this is node 1, FSDP full_shard" in text
+    assert "16 per process (global 128 over 8 processes)" in text

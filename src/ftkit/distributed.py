@@ -18,6 +18,8 @@ class LaunchContext:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    launched: bool = False
+    """Started by a launcher (torchrun): a worker, even in a group of one, never launches again."""
 
     @property
     def is_main(self) -> bool:

@@ -24,6 +24,7 @@ def context_from_environment() -> LaunchContext:
         rank=int(os.environ.get("RANK", 0)),
         local_rank=int(os.environ.get("LOCAL_RANK", 0)),
         world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        launched="TORCHELASTIC_RUN_ID" in os.environ or "RANK" in os.environ,
     )
 
 
@@ -120,7 +121,12 @@ def train(recipe: Recipe, argv: list[str]) -> int:
     quiet_library_progress()
     try:
         nproc = processes(recipe)
-        launching = context.world_size == 1 and (nproc > 1 or recipe.distributed.nnodes > 1)
+        dist = recipe.distributed
+        # DeepSpeed and FSDP need a process group even in one process: torchrun sets it up (DeepSpeed
+        # alone would look for MPI).
+        launching = not context.launched and (
+            nproc > 1 or dist.nnodes > 1 or dist.deepspeed is not None or dist.fsdp is not None
+        )
         if context.is_main and _prepares_output_dir(recipe, launching):
             prepare_output_dir(start)
         if launching:

@@ -217,10 +217,15 @@ def _schedule(recipe: Recipe, found: Preflight) -> None:
     train = recipe.train
     effective = train.per_device_train_batch_size * train.gradient_accumulation_steps
     length = f"{train.max_steps} steps" if train.max_steps > 0 else f"{train.num_train_epochs:g} epochs"
+    dist = recipe.distributed
+    world = ""
+    if isinstance(dist.nproc_per_node, int) and dist.nproc_per_node * dist.nnodes > 1:
+        processes = dist.nproc_per_node * dist.nnodes
+        world = f" (global {effective * processes} over {processes} processes)"
     found.add(
         "schedule",
         f"{length}, batch {train.per_device_train_batch_size}x{train.gradient_accumulation_steps}={effective} "
-        f"per process, lr {train.learning_rate:g} {train.lr_scheduler_type}, precision {train.precision}",
+        f"per process{world}, lr {train.learning_rate:g} {train.lr_scheduler_type}, precision {train.precision}",
     )
 
 
@@ -238,7 +243,7 @@ def _distributed(recipe: Recipe, found: Preflight) -> None:
     if value and value not in DEEPSPEED_PRESETS:
         deepspeed_file(value)
     dist = recipe.distributed
-    if value or dist.nproc_per_node != 1 or dist.nnodes > 1:
+    if value or dist.fsdp or dist.nproc_per_node != 1 or dist.nnodes > 1:
         nodes = ""
         if dist.nnodes > 1:
             meet = dist.rdzv_endpoint or f"{dist.master_addr}:{dist.master_port}"
@@ -246,7 +251,9 @@ def _distributed(recipe: Recipe, found: Preflight) -> None:
             nodes = f" on {dist.nnodes} nodes meeting at {meet}{this}"
         found.add(
             "processes",
-            f"{dist.nproc_per_node} per node{nodes}" + f", DeepSpeed {value}" * bool(value),
+            f"{dist.nproc_per_node} per node{nodes}"
+            + f", DeepSpeed {value}" * bool(value)
+            + f", FSDP {dist.fsdp}{' with CPU offload' * dist.fsdp_cpu_offload}" * bool(dist.fsdp),
         )
 
 

@@ -34,7 +34,8 @@ def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
         "fp16": runtime.precision == "fp16",
         "use_cpu": runtime.device == "cpu",
         "use_liger_kernel": runtime.liger_kernels,
-        "activation_checkpointing": train.gradient_checkpointing,
+        # Under FSDP checkpointing is FSDP's own (fsdp_arguments): the trainer's would all-gather twice.
+        "activation_checkpointing": train.gradient_checkpointing and not recipe.distributed.fsdp,
         "seed": train.seed,
         "data_seed": train.seed,
         "logging_steps": train.logging_steps,
@@ -54,7 +55,26 @@ def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
         "deepspeed": deepspeed_config(recipe.distributed.deepspeed),
         "ddp_backend": None if recipe.distributed.backend == "auto" else recipe.distributed.backend,
         "ddp_find_unused_parameters": recipe.distributed.find_unused_parameters,
+        **fsdp_arguments(recipe),
     }
+
+
+def fsdp_arguments(recipe: Recipe) -> dict[str, Any]:
+    """transformers' `fsdp`/`fsdp_config` for distributed.fsdp (empty without it)."""
+    dist = recipe.distributed
+    if dist.fsdp is None:
+        return {}
+    config: dict[str, Any] = {
+        "cpu_offload": dist.fsdp_cpu_offload,
+        "activation_checkpointing": recipe.train.gradient_checkpointing,
+        # One file the plain libraries load: the full weights gathered on rank 0, not per-rank shards.
+        "state_dict_type": "FULL_STATE_DICT",
+    }
+    if dist.fsdp == "hybrid_shard":
+        config |= {"version": 1, "reshard_after_forward": "hybrid_shard"}
+    else:
+        config |= {"version": 2, "reshard_after_forward": dist.fsdp == "full_shard"}
+    return {"fsdp": True, "fsdp_config": config}
 
 
 def trl_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:

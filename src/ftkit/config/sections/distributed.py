@@ -35,6 +35,13 @@ class DistributedConfig(Section):
     """Process-group backend; auto: nccl on CUDA, gloo elsewhere."""
     deepspeed: str | None = None
     """DeepSpeed config: a preset name (zero2, zero3, zero3_offload) or a path to a JSON file."""
+    fsdp: Literal["full_shard", "shard_grad_op", "hybrid_shard"] | None = None
+    """PyTorch FSDP through transformers/Accelerate, one unit per decoder layer (the model's own layer class):
+    full_shard shards weights, gradients and optimizer states (FSDP2); shard_grad_op keeps whole weights
+    between forward and backward (FSDP2); hybrid_shard shards within each node and replicates across nodes
+    (FSDP1, deprecated upstream). train.gradient_checkpointing becomes FSDP's activation checkpointing."""
+    fsdp_cpu_offload: bool = False
+    """With fsdp: keep the sharded weights and optimizer states in CPU memory between uses (slower, fits more)."""
     find_unused_parameters: bool = False
     """Let DDP tolerate parameters without gradients in a step (needed by some MoE models); slower."""
 
@@ -45,6 +52,15 @@ class DistributedConfig(Section):
                 ("distributed.node_rank", "distributed.nnodes"),
                 f"distributed.node_rank is {self.node_rank} but ranks of {self.nnodes} node(s) are 0 to "
                 f"{self.nnodes - 1}",
+            )
+        if self.fsdp and self.deepspeed:
+            raise ConfigConflict(
+                ("distributed.fsdp", "distributed.deepspeed"),
+                "distributed.fsdp and distributed.deepspeed both shard the model; choose one",
+            )
+        if self.fsdp_cpu_offload and not self.fsdp:
+            raise ConfigConflict(
+                "distributed.fsdp_cpu_offload", "distributed.fsdp_cpu_offload needs distributed.fsdp"
             )
         if self.rdzv_id and not self.rdzv_endpoint:
             raise ConfigConflict("distributed.rdzv_id", "distributed.rdzv_id needs distributed.rdzv_endpoint")
