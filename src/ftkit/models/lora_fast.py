@@ -54,7 +54,8 @@ class _LoraLinearFunction(torch.autograd.Function):
         lora_b: torch.Tensor,
         scale: float,
         keep: torch.Tensor | None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The output, and the dropped-out input and rank-r product backward reuses (not differentiable)."""
         flat = x.reshape(-1, x.shape[-1])
         dropped = flat if keep is None else flat * keep
         low = (dropped @ lora_a.t()).mul_(scale)
