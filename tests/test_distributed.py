@@ -311,3 +311,50 @@ def test_check_shows_the_processes_nodes_and_global_batch(capsys):
     text = shown.out + shown.err
     assert "4 per node on 2 nodes meeting at 10.0.0.1:29500, this is node 1, FSDP full_shard" in text
     assert "16 per process (global 128 over 8 processes)" in text
+
+
+def test_ctrl_c_stops_every_process_and_says_so_once(tmp_path):
+    """A terminal's Ctrl-C reaches the launcher and its workers: exit 130, one message, nobody left."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "ftkit",
+        "train",
+        "examples/quickstart.yaml",
+        "--nproc",
+        "2",
+        f"train.output_dir={out}",
+        "train.max_steps=100000",
+        "train.save_strategy=steps",
+        "train.save_steps=2",
+        "distributed.master_port=29626",
+    ]
+    launcher = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **_OFFLINE},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    from ftkit.rundir import inspect_run_dir
+
+    def saved() -> bool:  # a finished checkpoint, not one still being written
+        return out.is_dir() and inspect_run_dir(out).latest is not None
+
+    deadline = time.monotonic() + 300
+    while not saved() and time.monotonic() < deadline and launcher.poll() is None:
+        time.sleep(0.5)
+    assert saved(), "no checkpoint was written"
+    os.killpg(launcher.pid, signal.SIGINT)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, stderr[-3000:]
+    assert stderr.count("interrupted; the run in") == 1, stderr[-1500:]
+    assert "train.resume_from_checkpoint=latest" in stderr
+    alive = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+    assert alive == []

@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         print(redact_text(f"error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except Interrupted as exc:
-        print(redact_text(str(exc)), file=sys.stderr)
+        if str(exc):
+            print(redact_text(str(exc)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 from ftkit.config import Recipe
@@ -74,7 +75,10 @@ def relaunch(argv: list[str], recipe: Recipe, nproc: int) -> int:
     try:
         run(get_args_parser().parse_args(arguments))
     except ChildFailedError as exc:
-        return exc.get_first_failure()[1].exitcode or 1
+        code = exc.get_first_failure()[1].exitcode
+        if code in (Interrupted.exit_code, -signal.SIGINT):  # the workers saw the Ctrl-C first
+            raise KeyboardInterrupt from None
+        return code or 1
     except SignalException as exc:
         raise KeyboardInterrupt from exc
     except (DistError, RendezvousError) as exc:
@@ -138,6 +142,8 @@ def train(recipe: Recipe, argv: list[str]) -> int:
 
         summary = run_stage(recipe, context, get_stage(recipe.stage), start)
     except KeyboardInterrupt:
+        if context.launched:  # a worker: its launcher reports the interruption, once
+            raise Interrupted("") from None
         raise Interrupted(interrupted_message(recipe, argv)) from None
     if summary is not None:
         print("\n".join(summary.lines(next_commands(recipe, argv))), file=sys.stderr)
