@@ -24,6 +24,19 @@ def _train(tmp_path, *extra: str):
     return out, result
 
 
+def _start(*args: str, **popen: object) -> subprocess.Popen:
+    """`ftkit ...` in the background, as a user starts it (offline, from the checkout)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ftkit", *args],
+        cwd=ROOT,
+        env={**os.environ, **_OFFLINE},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
 def _losses(out):
     state = json.loads((out / "trainer_state.json").read_text())
     return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
@@ -199,9 +212,6 @@ def test_two_nodes_on_one_machine_train_together(tmp_path):
     """nnodes 2, one process each: two `ftkit train` commands, node_rank 0 and 1, meet and finish."""
     out = tmp_path / "run"
     command = [
-        sys.executable,
-        "-m",
-        "ftkit",
         "train",
         "examples/quickstart.yaml",
         f"train.output_dir={out}",
@@ -213,18 +223,7 @@ def test_two_nodes_on_one_machine_train_together(tmp_path):
         "distributed.master_port=29622",
         "distributed.rendezvous_timeout=120",
     ]
-    env = {**os.environ, **_OFFLINE}
-    nodes = [
-        subprocess.Popen(
-            [*command, f"distributed.node_rank={rank}"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in (0, 1)
-    ]
+    nodes = [_start(*command, f"distributed.node_rank={rank}") for rank in (0, 1)]
     results = [node.communicate(timeout=600) for node in nodes]
     for node, (_, stderr) in zip(nodes, results, strict=True):
         assert node.returncode == 0, stderr[-3000:]
@@ -319,10 +318,7 @@ def test_ctrl_c_stops_every_process_and_says_so_once(tmp_path):
     import time
 
     out = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "ftkit",
+    launcher = _start(
         "train",
         "examples/quickstart.yaml",
         "--nproc",
@@ -332,14 +328,6 @@ def test_ctrl_c_stops_every_process_and_says_so_once(tmp_path):
         "train.save_strategy=steps",
         "train.save_steps=2",
         "distributed.master_port=29626",
-    ]
-    launcher = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**os.environ, **_OFFLINE},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     from ftkit.rundir import inspect_run_dir
