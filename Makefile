@@ -41,6 +41,7 @@ quickstart: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/streaming.py
 
 docs: $(STAMP)
 	$(BIN)/python -m ftkit.reference > docs/recipe-reference.md

@@ -92,6 +92,16 @@ def test_pretraining_demo_lowers_the_loss(checkout):
     assert run["last"] < 0.7 * run["first"]
 
 
+def test_streamed_pretraining_learns_and_counts_its_mixture(checkout):
+    train(checkout, "pt_streaming.yaml")
+    run = summary(checkout, "pt-streaming")
+    assert run["last"] < 0.7 * run["first"]
+    data = json.loads((checkout / "outputs" / "pt-streaming" / "run.json").read_text())["data"]
+    used = {d["name"]: d["used"] for d in data["datasets"]}
+    assert used["demo_text"] > used["demo_sft"] > 0
+    assert data["splits"]["train"]["examples"] == 60 * 8  # blocks of max_length tokens
+
+
 def test_dpo_demo_widens_the_margin(checkout, quickstart):
     train(checkout, "dpo_demo.yaml")
     run = summary(checkout, "dpo-demo")

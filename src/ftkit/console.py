@@ -44,6 +44,8 @@ def configure_logging(level: str) -> None:
     warnings.filterwarnings(
         "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
     )
+    # torchdata's StatefulDataLoader (streamed runs) calls a torch function that torch 2.13 deprecated.
+    warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 
 def quiet_library_progress() -> None:

@@ -66,6 +66,9 @@ def _warn_if_trained_on(recipe: Recipe, evaluation: Any) -> None:
     if recorded.data == recipe.data and recorded.train.seed == recipe.train.seed:
         return  # the same split: the data pipeline has warned about any overlap already
     trained_on, _, _ = normalized_splits(recorded)
+    if trained_on is None:
+        log.info("the run trained on a stream: its eval examples are not compared with what it read")
+        return
     shared = shared_prompts(trained_on, evaluation)
     if shared:
         log.warning(
@@ -84,8 +87,12 @@ def mean_nll(
     import torch
 
     from ftkit.data.pipeline import build_data
+    from ftkit.data.stream import Share, build_streamed_data
 
-    data = build_data(recipe, tokenizer, template)
+    if recipe.data.streaming:  # the eval split is read whole; the training stream is only opened
+        data, _ = build_streamed_data(recipe, tokenizer, template, Share())
+    else:
+        data = build_data(recipe, tokenizer, template)
     evaluation = data.eval
     if evaluation is None:
         raise UserError("ftkit eval needs eval data: set data.eval or data.val_size in the recipe")

@@ -184,6 +184,7 @@ def _datasets(recipe: Recipe, found: Preflight) -> None:
     from ftkit.data.formats import check_entry
     from ftkit.data.loaders import check_files
     from ftkit.data.registry import Registry
+    from ftkit.data.stream import check_streamable
 
     registry = Registry(recipe.data.dataset_dir)
     problems = []
@@ -192,6 +193,9 @@ def _datasets(recipe: Recipe, found: Preflight) -> None:
             try:
                 spec = registry.get(ref.name)
                 check_entry(spec, get_stage(recipe.stage))
+                streamed = split == "train" and recipe.data.streaming
+                if streamed:
+                    check_streamable(spec)
                 if spec.file_name:
                     files = check_files(spec, registry.dataset_dir)
                     size = sum(f.stat().st_size for f in files)
@@ -208,7 +212,8 @@ def _datasets(recipe: Recipe, found: Preflight) -> None:
                 problems.append(str(exc))
                 continue
             weight = f" weight {ref.weight}" if ref.weight is not None else ""
-            found.add(split, f"{ref.name}{weight}: {spec.formatting} from {where}")
+            how = ", streamed" if streamed else ""
+            found.add(split, f"{ref.name}{weight}: {spec.formatting} from {where}{how}")
     if problems:
         raise UserError("\n".join(problems))
 

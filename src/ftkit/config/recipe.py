@@ -56,6 +56,7 @@ class Recipe(Section):
         self._check_stage_needs()
         self._check_quantization()
         self._check_eval()
+        self._check_streaming()
         self._fill_defaults()
         check = STAGES[self.stage].check
         if check is not None:
@@ -109,9 +110,38 @@ class Recipe(Section):
                     f"train.{key}", f"train.{key} compares evaluations: set data.eval or data.val_size"
                 )
 
+    def _check_streaming(self) -> None:
+        if not self.data.streaming:
+            return
+        if not STAGES[self.stage].streaming:
+            raise ConfigConflict(
+                ("data.streaming", "stage"),
+                f"data.streaming applies to stages {listing(names_with('streaming'))}, not {self.stage}",
+            )
+        train = self.train
+        if train.max_steps <= 0:
+            raise ConfigConflict(
+                ("train.max_steps", "data.streaming"),
+                "a stream has no length to count epochs in: set train.max_steps (optimizer steps to train)",
+            )
+        if train.group_by_length:
+            raise ConfigConflict(
+                ("train.group_by_length", "data.streaming"),
+                "train.group_by_length sorts a dataset known in full; with data.streaming use "
+                "data.packing (sft) to fill the batches instead",
+            )
+        if train.dataloader_num_workers:
+            raise ConfigConflict(
+                ("train.dataloader_num_workers", "data.streaming"),
+                "a stream is read in each training process, where its position is saved with every "
+                "checkpoint; set train.dataloader_num_workers: 0",
+            )
+
     def _fill_defaults(self) -> None:
         """Resolve derived defaults here so that `ftkit check` shows the values that will be used."""
         train = self.train
+        if self.data.streaming and self.data.cache:
+            self.data.cache = False  # a stream is tokenized while training; nothing to cache
         if train.learning_rate is None:
             train.learning_rate = DEFAULT_LEARNING_RATE[self.adapter.type]
         if train.eval_strategy == "auto":

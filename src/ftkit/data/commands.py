@@ -49,14 +49,30 @@ def _origin(example: dict[str, Any]) -> dict[str, Any]:
     return {"dataset": example.get("_dataset"), "row": None if row is None else row + 1}
 
 
+def _stream_head(recipe: Recipe, count: int) -> tuple[list[dict[str, Any]], Any]:
+    """The first examples of the training stream (data.streaming), read no further than needed."""
+    from itertools import islice
+
+    from ftkit.data.stream import open_stream
+    from ftkit.data.stream_counts import StreamCounts
+    from ftkit.models.loader import load_tokenizer_and_template
+
+    bundle = load_tokenizer_and_template(recipe.model)
+    stream = open_stream(recipe, bundle.tokenizer, bundle.template, StreamCounts())
+    return list(islice(stream, count)), bundle.tokenizer
+
+
 def preview(recipe: Recipe, count: int, as_json: bool, color: bool, split: str = "train") -> str:
     """The first processed examples as the stage's trainer sees them (the stage's data shape shows them)."""
     shape = get_stage(recipe.stage).shape
-    data, tokenizer = build(recipe)
-    dataset = data.train if split == "train" else data.eval
-    if dataset is None:
-        raise UserError("the recipe has no eval data (data.eval or data.val_size)")
-    examples = [dataset[i] for i in range(min(count, len(dataset)))]
+    if recipe.data.streaming and split == "train":
+        examples, tokenizer = _stream_head(recipe, count)
+    else:
+        data, tokenizer = build(recipe)
+        dataset = data.train if split == "train" else data.eval
+        if dataset is None:
+            raise UserError("the recipe has no eval data (data.eval or data.val_size)")
+        examples = [dataset[i] for i in range(min(count, len(dataset)))]
     if as_json:
         return "\n".join(
             json.dumps({**_origin(e), **shape.record(e, tokenizer)}, ensure_ascii=False) for e in examples
@@ -71,6 +87,12 @@ def preview(recipe: Recipe, count: int, as_json: bool, color: bool, split: str =
 
 
 def stats(recipe: Recipe, as_json: bool) -> str:
+    if recipe.data.streaming:
+        raise UserError(
+            "data stats reads every example, which a stream is meant to avoid: look at the first ones with "
+            "`ftkit data preview`, or measure a sample with data.streaming=false data.max_samples=N; a "
+            "streamed run counts what it reads and trains in its run.json"
+        )
     data, _ = build(recipe)
     report = data.report.as_dict()
     if as_json:

@@ -79,14 +79,16 @@ def check_files(spec: DatasetSpec, dataset_dir: str | Path) -> list[Path]:
     return files
 
 
-def load_rows(spec: DatasetSpec, dataset_dir: str | Path) -> Any:
-    """The entry's rows as a `datasets.Dataset`."""
+def load_rows(spec: DatasetSpec, dataset_dir: str | Path, streaming: bool = False) -> Any:
+    """The entry's rows as a `datasets.Dataset`, or read lazily as a `datasets.IterableDataset`."""
     import datasets
 
     if spec.file_name:
         builder, files = local_files(spec, Path(dataset_dir))
         try:
-            return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+            return datasets.load_dataset(
+                builder, data_files=[str(f) for f in files], split="train", streaming=streaming
+            )
         except (ValueError, OSError, StopIteration, datasets.exceptions.DatasetGenerationError) as exc:
             # datasets wraps the reader's error (pyarrow's, a decoding error, an empty file's StopIteration)
             cause = exc.__cause__ or exc
@@ -99,6 +101,7 @@ def load_rows(spec: DatasetSpec, dataset_dir: str | Path) -> Any:
             data_dir=spec.folder,
             split=spec.split,
             revision=spec.revision,
+            streaming=streaming,
         )
     except (FileNotFoundError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as exc:
         raise UserError(

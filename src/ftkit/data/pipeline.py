@@ -298,10 +298,12 @@ def process_split(
 # ------------------------------------------------------------------ orchestration
 
 
-def _sources(recipe: Recipe, registry: Registry) -> tuple[dict[str, Any], dict[str, str]]:
+def _sources(
+    recipe: Recipe, registry: Registry, with_train: bool = True
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Every referenced entry's rows (loaded once) and a fingerprint of its data."""
     rows, fingerprints = {}, {}
-    for ref in [*recipe.data.train, *recipe.data.eval]:
+    for ref in [*(recipe.data.train if with_train else []), *recipe.data.eval]:
         if ref.name in rows:
             continue
         spec = registry.get(ref.name)
@@ -351,9 +353,10 @@ def _key(
 
 
 def normalize(
-    recipe: Recipe, registry: Registry, rows: dict[str, Any], report: DataReport
+    recipe: Recipe, registry: Registry, rows: dict[str, Any], report: DataReport, with_train: bool = True
 ) -> tuple[Any, Any | None]:
-    """The recipe's train and eval splits as normalized examples (mixed, held out), before processing."""
+    """The recipe's train and eval splits as normalized examples (mixed, held out), before processing;
+    without `with_train`, train is None (a stream is never read whole)."""
 
     def normalized(refs: list[DatasetRef]) -> Any:
         parts = []
@@ -367,11 +370,11 @@ def normalize(
                 dataset_report.used = used[dataset_report.name]
         return mixed
 
-    train = normalized(recipe.data.train)
+    train = normalized(recipe.data.train) if with_train else None
     evaluation = normalized(recipe.data.eval) if recipe.data.eval else None
     if recipe.data.val_size is not None:
         train, evaluation = hold_out(train, recipe.data.val_size, recipe.train.seed)
-    if evaluation is not None:
+    if evaluation is not None and train is not None:
         report.eval_overlap = shared_prompts(train, evaluation)
         if report.eval_overlap:
             log.warning(
@@ -382,11 +385,13 @@ def normalize(
     return train, evaluation
 
 
-def normalized_splits(recipe: Recipe) -> tuple[Any, Any | None, Registry]:
-    """Normalized train and eval examples (what `ftkit eval` generates from), and the registry."""
+def normalized_splits(recipe: Recipe) -> tuple[Any | None, Any | None, Registry]:
+    """Normalized train and eval examples (what `ftkit eval` generates from), and the registry; with
+    data.streaming, train is None: the stream is not read whole."""
     registry = Registry(recipe.data.dataset_dir)
-    rows, _ = _sources(recipe, registry)
-    train, evaluation = normalize(recipe, registry, rows, DataReport())
+    with_train = not recipe.data.streaming
+    rows, _ = _sources(recipe, registry, with_train)
+    train, evaluation = normalize(recipe, registry, rows, DataReport(), with_train)
     return train, evaluation, registry
 
 

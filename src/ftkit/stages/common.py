@@ -55,6 +55,8 @@ def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
         "deepspeed": deepspeed_config(recipe.distributed.deepspeed),
         "ddp_backend": None if recipe.distributed.backend == "auto" else recipe.distributed.backend,
         "ddp_find_unused_parameters": recipe.distributed.find_unused_parameters,
+        # A stream resumes from its saved position (stages/streaming.py), not by reading batches again.
+        "ignore_data_skip": recipe.data.streaming,
         **fsdp_arguments(recipe),
     }
 
@@ -94,3 +96,14 @@ def trainer_inputs(inputs: TrainerInputs) -> dict[str, Any]:
         "eval_dataset": inputs.eval,
         "processing_class": inputs.tokenizer,
     }
+
+
+def build_trainer(trainer_class: type, inputs: TrainerInputs, **kwargs: Any) -> Any:
+    """`trainer_class` on the stage's inputs; on a stream (data.streaming), its streamed version."""
+    if inputs.stream is None:
+        return trainer_class(**trainer_inputs(inputs), **kwargs)
+    from ftkit.stages.streaming import streamed
+
+    trainer = streamed(trainer_class)(**trainer_inputs(inputs), **kwargs)
+    trainer.stream_counts = inputs.stream
+    return trainer

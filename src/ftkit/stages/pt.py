@@ -32,6 +32,7 @@ STAGE = StageSpec(
     trainer=sft.trainer,  # the blocks are labeled like SFT examples: the same trainer runs them
     needs_template=False,
     packing=True,
+    streaming=True,
     regroup=chunk_blocks,
     console=("loss", "grad_norm", "learning_rate", "mean_token_accuracy"),
 )

@@ -15,6 +15,8 @@ from ftkit.atomic import atomic_directory
 from ftkit.callbacks import LOSS_PLOT, add_run_callbacks, finish_trackers, plot_losses, start_trackers
 from ftkit.config import Recipe
 from ftkit.data.pipeline import build_data
+from ftkit.data.stream import Share, build_streamed_data, record_counts
+from ftkit.data.stream_counts import StreamCounts
 from ftkit.distributed import LaunchContext
 from ftkit.errors import UserError
 from ftkit.modelcard import write_model_card
@@ -48,8 +50,15 @@ def run_stage(
     tokenizer, template = bundle.tokenizer, bundle.template
 
     args = stage.arguments(recipe, runtime)
-    with args.main_process_first(desc="preparing the datasets"):
-        data = build_data(recipe, tokenizer, template)
+    stream = None
+    if recipe.data.streaming:
+        # Every process reads its own share of the stream as it trains: nothing to prepare once.
+        data, stream = build_streamed_data(
+            recipe, tokenizer, template, Share(context.rank, context.world_size)
+        )
+    else:
+        with args.main_process_first(desc="preparing the datasets"):
+            data = build_data(recipe, tokenizer, template)
     log_data_report(data.report, stage)
     if context.is_main:
         check_data_unchanged(start, data.report.inputs)
@@ -105,8 +114,15 @@ def run_stage(
             parameters,
         )
 
-        inputs = TrainerInputs(recipe, args, model, tokenizer, template, train, evaluation)
+        inputs = TrainerInputs(recipe, args, model, tokenizer, template, train, evaluation, stream)
         trainer = stage.trainer(inputs)
+        if stream is not None:
+
+            def record_stream(total: StreamCounts) -> None:
+                record_counts(data.report, total, recipe.data.train)
+                record.update(data=data.report.as_dict())
+
+            trainer.on_stream_counts = record_stream
         if context.is_main:
             start_trackers(recipe, record.data)
         add_run_callbacks(trainer, recipe, record.data)
@@ -159,6 +175,9 @@ def log_data_report(report: Any, stage: StageSpec) -> None:
     """One line per split: examples, tokens, trained tokens, truncations, and where the data came from."""
     origin = "from the cache" if report.cache.get("hit") else "tokenized"
     for name, split in report.splits.items():
+        if name == "train" and report.cache.get("streaming"):
+            log.info("train data: streamed, read and tokenized while training (counted in run.json)")
+            continue
         if stage.shape.measure is None:  # prompts: the trained tokens are sampled during training
             log.info("%s data (%s): %d %s", name, origin, split.examples, stage.shape.name)
             continue

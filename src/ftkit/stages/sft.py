@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftkit.data.processors import process_sft
 from ftkit.data.shapes import TOKENS
-from ftkit.stages.common import trainer_inputs, trl_arguments
+from ftkit.stages.common import build_trainer, trl_arguments
 from ftkit.stages.spec import StageSpec, TrainerInputs
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def trainer(inputs: TrainerInputs) -> Any:
     from ftkit.stages.fused_head import use_compact_lm_head
 
     use_compact_lm_head()
-    return SFTTrainer(**trainer_inputs(inputs))
+    return build_trainer(SFTTrainer, inputs)
 
 
 STAGE = StageSpec(
@@ -51,5 +51,6 @@ STAGE = StageSpec(
     arguments=arguments,
     trainer=trainer,
     packing=True,
+    streaming=True,
     console=("loss", "grad_norm", "learning_rate", "mean_token_accuracy"),
 )

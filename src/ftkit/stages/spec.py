@@ -33,6 +33,8 @@ class TrainerInputs:
     template: Any
     train: Any
     eval: Any | None
+    stream: Any = None
+    """With data.streaming: the live counts of the training stream (data/stream.py StreamCounts)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class StageSpec:
     """Trains on preference data (registry entries with ranking: true); other stages refuse it."""
     packing: bool = False
     """Accepts data.packing."""
+    streaming: bool = False
+    """Accepts data.streaming: its processor and trainer work on examples read as they come."""
     regroup: Callable[..., Batch] | None = None
     """A batched map over the tokenized examples, called with `max_length=data.max_length` (pt:
     concatenate the documents and cut them into blocks)."""

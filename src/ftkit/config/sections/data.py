@@ -65,11 +65,19 @@ class DataConfig(Section):
     num_proc: int | None = Field(None, ge=1)
     """Processes for conversion and tokenization; default: one."""
     cache: bool = True
-    """Reuse tokenized data from an earlier run with identical inputs (see cache_dir)."""
+    """Reuse tokenized data from an earlier run with identical inputs (see cache_dir); off for a stream."""
     cache_dir: str = "~/.cache/ftkit/data"
     """Where tokenized data is cached, keyed by a hash of data, registry entries, tokenizer, template and options."""
     on_bad_rows: Literal["error", "skip"] = "error"
     """A row that cannot be used stops the run with its location (error) or is skipped and counted (skip)."""
+    streaming: bool = False
+    """Stream the training datasets (stages pt and sft): rows are read, converted, tokenized and packed while
+    the model trains, so memory stays flat however large the corpus. Each process reads its own share, weighted
+    mixtures are sampled as they go, the streams repeat until train.max_steps (required), and a resumed run
+    continues where the stream stopped. Eval datasets are still read whole. See docs/distributed.md."""
+    shuffle_buffer: int | None = Field(None, ge=1)
+    """With streaming: shuffle the training examples in windows of this many (default 10000; 1 keeps the
+    files' order). Each window's order comes from train.seed and its position, so a resumed run replays it."""
 
     @field_validator("train", "eval", mode="before")
     @classmethod
@@ -88,6 +96,7 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
+        self._check_streaming()
         if self.eval and self.val_size is not None:
             raise ConfigConflict("data.val_size", "set data.eval or data.val_size, not both")
         if self.val_size is not None and self.val_size >= 1 and self.val_size != int(self.val_size):
@@ -120,3 +129,36 @@ class DataConfig(Section):
                     f"data.{key}: give every dataset a weight (a mixture) or none (concatenation)",
                 )
         return self
+
+    def _check_streaming(self) -> None:
+        """Options that need the whole dataset up front do not apply to a stream: say what to use instead."""
+        if not self.streaming:
+            if self.shuffle_buffer is not None:
+                raise ConfigConflict(
+                    "data.shuffle_buffer", "data.shuffle_buffer applies to data.streaming: true; remove it"
+                )
+            return
+        given = self.model_fields_set
+        refusals = {
+            "val_size": (
+                self.val_size is not None,
+                "data.val_size splits a dataset known in full; with data.streaming name held-out data in "
+                "data.eval (a registry entry, limited with its num_samples)",
+            ),
+            "cache": (
+                "cache" in given and self.cache,
+                "a stream is tokenized while training and never cached; remove data.cache",
+            ),
+            "num_proc": (
+                self.num_proc is not None,
+                "a stream is processed in the training processes as it is read; remove data.num_proc",
+            ),
+            "mix_stop": (
+                "mix_stop" in given,
+                "streams repeat until train.max_steps, so no dataset runs out; remove data.mix_stop "
+                "(the weights alone set the mixture)",
+            ),
+        }
+        for key, (refused, message) in refusals.items():
+            if refused:
+                raise ConfigConflict((f"data.{key}", "data.streaming"), message)
