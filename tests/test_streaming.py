@@ -38,6 +38,19 @@ def write_data(folder: Path, shards: int = 1) -> Path:
     return folder
 
 
+def write_hub_repo(folder: Path) -> Path:
+    """A folder laid out like a hub dataset repository (two parquet shards of the corpus), loaded through
+    `load_dataset(id, streaming=True)` as a hub id is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "data").mkdir(parents=True)
+    for shard in range(2):
+        texts = [f"document {i} says the river meets the mountain" for i in range(shard, 600, 2)]
+        pq.write_table(pa.table({"text": texts}), folder / "data" / f"train-0000{shard}-of-00002.parquet")
+    return folder
+
+
 def sft_recipe(work: Path, model: Path, **data: object) -> dict:
     return {
         "stage": "sft",
@@ -96,15 +109,20 @@ def test_a_weighted_mixture_is_sampled_as_weighted(tmp_path, tiny_model_dir, cha
     assert counts.read["alpha"] > 300 and counts.read["beta"] > 300
 
 
-@pytest.mark.parametrize("shards", [1, 2])
-def test_two_processes_read_disjoint_rows_that_cover_the_data(tmp_path, tiny_model_dir, shards):
+@pytest.mark.parametrize("source", ["one file", "two files", "hub id"])
+def test_two_processes_read_disjoint_rows_that_cover_the_data(tmp_path, tiny_model_dir, source):
     from ftkit.data.registry import Registry
     from ftkit.data.stream import Share, dataset_stream
     from ftkit.data.stream_counts import StreamCounts
 
     recipe = sft_recipe(tmp_path, tiny_model_dir)
     recipe["stage"], recipe["model"]["template"] = "pt", None
-    recipe["data"] |= {"train": "corpus", "dataset_dir": str(write_data(tmp_path / "d", shards))}
+    data = write_data(tmp_path / "d", shards=2 if source == "two files" else 1)
+    recipe["data"] |= {"train": "corpus", "dataset_dir": str(data)}
+    if source == "hub id":
+        entries = json.loads((data / "dataset_info.json").read_text())
+        hub = {"hf_hub_url": str(write_hub_repo(tmp_path / "hub")), "formatting": "text"}
+        (data / "dataset_info.json").write_text(json.dumps({**entries, "corpus": hub}))
     loaded = open_recipe(recipe, tmp_path / "r.yaml")
     registry = Registry(loaded.data.dataset_dir)
     seen = []
@@ -257,3 +275,21 @@ def test_eval_data_beside_a_stream_is_read_whole_and_ftkit_eval_uses_it(tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "eval_results.json").read_text())
     assert results["examples"] == 8 and results["fine_tuned"]["loss"] > 0
+
+
+def test_a_packed_stream_trains_several_examples_per_row(tmp_path, tiny_model_dir):
+    recipe = sft_recipe(tmp_path, tiny_model_dir, packing=True, max_length=128)
+    recipe["train"] |= {"max_steps": 4, "save_strategy": "no"}
+    result = run_cli("train", str(save(recipe, tmp_path / "r.yaml")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = json.loads((tmp_path / "run" / "run.json").read_text())["data"]["splits"]["train"]
+    # 4 steps of 4 rows of up to 128 tokens, each row holding several ~25-token examples.
+    assert train["examples"] > 2 * 16 and train["tokens"] <= 16 * 128
+
+
+def test_a_share_without_examples_stops_the_launch_with_one_message(tmp_path, tiny_model_dir):
+    recipe = sft_recipe(tmp_path, tiny_model_dir, max_samples=1)
+    result = run_cli("train", str(save(recipe, tmp_path / "r.yaml")), "--nproc", "2")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "dataset 'alpha' (alpha.json) gives no usable example to process 1 of 2" in result.stderr
+    assert "launching" not in result.stderr and "Traceback" not in result.stderr

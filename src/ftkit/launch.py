@@ -136,6 +136,12 @@ def train(recipe: Recipe, argv: list[str]) -> int:
         if launching:
             if recipe.data.cache:
                 prepare_data(recipe)  # tokenize once per node, here; its workers then load the cached result
+            elif recipe.data.streaming:
+                # Each worker reads its own share: check here that every share has examples, so that
+                # a share left empty stops the run with one message instead of in one worker.
+                from ftkit.data.stream import check_shares
+
+                check_shares(recipe, nproc * dist.nnodes)
             code = relaunch(argv, recipe, nproc)
             return user_error_code(recipe, code)
         from ftkit.stages.runner import run_stage

@@ -161,9 +161,31 @@ def dataset_stream(
         with_indices=True,
         remove_columns=columns,
         fn_kwargs={"spec": spec, "counts": counts, "on_bad_rows": recipe.data.on_bad_rows, "share": share},
+        features=_example_features(),
     )
     limits = [n for n in (spec.num_samples, recipe.data.max_samples) if n is not None]
-    return examples.take(min(limits)) if limits else examples
+    if limits:
+        # The limit is the dataset's, shared out: N processes together use it once.
+        limit = min(limits)
+        examples = examples.take(limit // share.world_size + (share.rank < limit % share.world_size))
+    if next(iter(examples.take(1)), None) is None:
+        whose = f" to process {share.rank} of {share.world_size}" if share.world_size > 1 else ""
+        raise UserError(
+            f"dataset {spec.name!r} ({spec.source}) gives no usable example{whose}: rows read {counts.read}, "
+            f"filtered {counts.filtered}, skipped {counts.skipped}"
+            + (f", limit {min(limits)}" if limits else "")
+            + ". Check its filters and rows"
+            + (", or train with fewer processes" if share.world_size > 1 else "")
+        )
+    return examples
+
+
+def check_shares(recipe: Recipe, world_size: int) -> None:
+    """Every process's share of every training dataset holds a usable example (read up to the first)."""
+    registry = Registry(recipe.data.dataset_dir)
+    for rank in range(world_size):
+        for ref in recipe.data.train:
+            dataset_stream(ref, registry, recipe, StreamCounts(), Share(rank, world_size))
 
 
 # ------------------------------------------------------------------ the whole stream
@@ -204,6 +226,22 @@ def _features(columns: tuple[str, ...]) -> Any:
     from datasets import Features, List, Value
 
     return Features({column: List(Value("int64")) for column in columns})
+
+
+def _example_features() -> Any:
+    """The normalized example's columns (data/formats/base.py), declared so that mixing streams never
+    reads ahead to guess them."""
+    from datasets import Features, List, Value
+
+    text = Value("string")
+    return Features(
+        {
+            **{name: text for name in EXAMPLE_FIELDS if name != "messages"},
+            "messages": List({"role": text, "content": text}),
+            "_dataset": text,
+            "_row": Value("int64"),
+        }
+    )
 
 
 def open_stream(

@@ -44,6 +44,16 @@ class StreamedTraining:
         self._stream_checkpoint = resume_from_checkpoint if isinstance(resume_from_checkpoint, str) else None
         output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)  # type: ignore[misc]
         self._report_counts()
+        steps, wanted = self.state.global_step, self.args.max_steps  # type: ignore[attr-defined]
+        if steps < wanted:
+            # The streams repeat forever; one ends only when a dataset has no usable row for this process.
+            counts = self.stream_counts
+            raise UserError(
+                f"the training stream of process {self.args.process_index} ran out after {steps} of "  # type: ignore[attr-defined]
+                f"train.max_steps={wanted} steps: a training dataset gives it no usable example (rows read "
+                f"{counts.read}, filtered {counts.filtered}, skipped {counts.skipped}). Check the datasets' "
+                "filters and rows, or train with fewer processes than a small dataset has rows"
+            )
         return output
 
     def get_train_dataloader(self) -> Any:
@@ -73,6 +83,8 @@ class StreamedTraining:
             use_stateful_dataloader=True,
         )
         accelerator._dataloaders.append(prepared)
+        # Count what training reads, not the first rows that were looked at to set the stream up.
+        self.stream_counts.load(StreamCounts().as_dict())
         if self._stream_checkpoint is not None:
             self._restore(prepared, Path(self._stream_checkpoint))
         self._stream_loader = prepared

@@ -58,7 +58,8 @@ class DataConfig(Section):
     "26 Jul 2024"} (Llama 3.1); a row's own (the registry's columns.template_vars) win. Generation and
     `ftkit eval` render prompts with them too."""
     max_samples: int | None = Field(None, ge=1)
-    """Use at most this many rows of each dataset (the first rows, before shuffling)."""
+    """Use at most this many rows of each dataset (the first rows, before shuffling; a stream's processes
+    share them out)."""
     mix_stop: Literal["first_exhausted", "all_exhausted"] = "first_exhausted"
     """Weighted mixtures: stop when the first dataset runs out (no example repeats; the unused rest is
     counted), or when every dataset has been seen once (smaller ones repeat)."""
