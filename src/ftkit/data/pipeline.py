@@ -104,7 +104,7 @@ class BuiltData:
 # ------------------------------------------------------------------ loading and converting
 
 
-def _check_columns(spec: DatasetSpec, available: list[str]) -> None:
+def check_columns(spec: DatasetSpec, available: list[str]) -> None:
     needed = list(FORMATS[spec.formatting].required_columns(spec))
     needed += (
         list(spec.where) + list(spec.bidirectional or []) + [c for c in [spec.columns.template_vars] if c]
@@ -117,7 +117,7 @@ def _check_columns(spec: DatasetSpec, available: list[str]) -> None:
         )
 
 
-def _convert_batch(batch: dict[str, list], spec: DatasetSpec) -> dict[str, list]:
+def convert_batch(batch: dict[str, list], spec: DatasetSpec) -> dict[str, list]:
     convert = FORMATS[spec.formatting].convert
     out: dict[str, list] = {name: [] for name in (*EXAMPLE_FIELDS, "_dataset", "_row", "_problem", "_filter")}
     columns = [c for c in batch if c != "_row"]
@@ -151,7 +151,7 @@ def _first_problem(problems: list[str | None]) -> int:
     return next(index for index, problem in enumerate(problems) if problem is not None)
 
 
-def _bad_row(dataset: str, source: str, row: int, problem: str) -> UserError:
+def bad_row_error(dataset: str, source: str, row: int, problem: str) -> UserError:
     return UserError(
         f"dataset {dataset!r} ({source}), row {row + 1}: {problem}. "
         "Fix the row, or set data.on_bad_rows: skip to skip such rows and count them."
@@ -186,7 +186,7 @@ def load_examples(
     if limits and min(limits) < len(rows):
         rows = rows.select(range(min(limits)))
     converted = rows.map(
-        _convert_batch,
+        convert_batch,
         batched=True,
         fn_kwargs={"spec": spec},
         remove_columns=rows.column_names,
@@ -197,7 +197,7 @@ def load_examples(
     if problems:
         if recipe.data.on_bad_rows == "error":
             first = converted[_first_problem(converted["_problem"])]
-            raise _bad_row(ref.name, spec.source, first["_row"], first["_problem"])
+            raise bad_row_error(ref.name, spec.source, first["_row"], first["_problem"])
         report.skipped = dict(problems)
         log.warning("dataset %s: skipped %d bad rows: %s", ref.name, problems.total(), dict(problems))
     filtered.update(p for p in converted["_filter"] if p is not None)
@@ -267,7 +267,7 @@ def process_split(
     if problems:
         if data.on_bad_rows == "error":
             bad = processed[_first_problem(processed["_problem"])]
-            raise _bad_row(bad["_dataset"], sources[bad["_dataset"]], bad["_row"], bad["_problem"])
+            raise bad_row_error(bad["_dataset"], sources[bad["_dataset"]], bad["_row"], bad["_problem"])
         report.skipped = dict(problems)
         log.warning("%s: skipped %d examples: %s", split, problems.total(), dict(problems))
         processed = processed.filter(lambda problem: problem is None, input_columns="_problem")
@@ -309,7 +309,7 @@ def _sources(
         spec = registry.get(ref.name)
         check_entry(spec, get_stage(recipe.stage))
         loaded = load_rows(spec, registry.dataset_dir)
-        _check_columns(spec, loaded.column_names)
+        check_columns(spec, loaded.column_names)
         rows[ref.name] = loaded
         if spec.file_name:
             _, files = local_files(spec, registry.dataset_dir)

@@ -16,7 +16,6 @@ counts include the read-ahead of the shuffle window, which a resumed run reads (
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +30,9 @@ from ftkit.data.pipeline import (
     DataReport,
     DatasetReport,
     SplitReport,
-    _bad_row,
-    _check_columns,
-    _convert_batch,
+    bad_row_error,
+    check_columns,
+    convert_batch,
     load_examples,
     process_split,
 )
@@ -44,8 +43,6 @@ from ftkit.data.tokenize import MaskOptions
 from ftkit.data.transforms import matches, mix
 from ftkit.errors import UserError
 from ftkit.stages import get_stage
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SHUFFLE_BUFFER = 10_000
 BATCH_ROWS = 1000
@@ -88,7 +85,7 @@ def _convert_rows(
             counts.add("filtered", spec.name, "where", len(indices) - len(keep))
         batch = {column: [values[i] for i in keep] for column, values in batch.items()}
         indices = [indices[i] for i in keep]
-    converted = _convert_batch({**batch, "_row": indices}, spec)
+    converted = convert_batch({**batch, "_row": indices}, spec)
     keep = []
     for position, (problem, dropped) in enumerate(
         zip(converted["_problem"], converted["_filter"], strict=True)
@@ -107,7 +104,7 @@ def _convert_rows(
 
 def _stream_bad_row(spec: DatasetSpec, row: int, problem: str, share: Share) -> UserError:
     if share.world_size == 1:
-        return _bad_row(spec.name, spec.source, row, problem)
+        return bad_row_error(spec.name, spec.source, row, problem)
     return UserError(
         f"dataset {spec.name!r} ({spec.source}), row {row + 1} of the rows process {share.rank} of "
         f"{share.world_size} reads: {problem}. Fix the row, or set data.on_bad_rows: skip to skip such rows "
@@ -153,7 +150,7 @@ def dataset_stream(
     check_streamable(spec)
     rows = load_rows(spec, registry.dataset_dir, streaming=True)
     columns = _columns(rows, spec)
-    _check_columns(spec, columns)
+    check_columns(spec, columns)
     examples = share_of(rows, share).map(
         _convert_rows,
         batched=True,
@@ -350,7 +347,7 @@ def build_streamed_data(
             spec = registry.get(ref.name)
             check_entry(spec, get_stage(recipe.stage))
             rows = load_rows(spec, registry.dataset_dir)
-            _check_columns(spec, rows.column_names)
+            check_columns(spec, rows.column_names)
             examples, dataset_report = load_examples(ref, registry, rows, recipe)
             parts.append(examples)
             report.datasets.append(dataset_report)
