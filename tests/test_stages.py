@@ -286,6 +286,46 @@ def test_grpo_with_a_reward_model(tmp_path, pretrained):
     assert len(logged(tmp_path / "run", "reward")) == 2
 
 
+GRPO_VARIANTS = {
+    **{loss: {"loss_type": loss} for loss in ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "vespo")},
+    "gspo": {"importance_sampling_level": "sequence", "loss_type": "grpo"},
+    "luspo": {"importance_sampling_level": "sequence", "loss_type": "luspo"},
+    "dapo, clip-higher, truncation masked, 2 iterations": {
+        "epsilon_high": 0.28,
+        "mask_truncated_completions": True,
+        "num_iterations": 2,
+        "scale_rewards": "none",
+    },
+}
+
+
+def test_every_grpo_variant_trains_and_reaches_trls_config(tmp_path, pretrained):
+    """One process runs them all (`ftkit train` in-process): each variant trains two steps, and the
+    arguments the trainer ran with (saved beside the adapter) carry the recipe's settings."""
+    import torch
+
+    from ftkit.cli import main
+
+    for number, (name, variant) in enumerate(GRPO_VARIANTS.items()):
+        work = tmp_path / str(number)
+        work.mkdir()
+        recipe = grpo_recipe(work, pretrained, ["length_penalty"])
+        options = [f"grpo.{key}={value}" for key, value in variant.items()]
+        assert main(["train", str(recipe), "train.max_steps=2", "train.logging_steps=1", *options]) == 0, name
+        args = torch.load(work / "run" / "training_args.bin", weights_only=False)
+        expected = {"loss_type": "dapo", "importance_sampling_level": "token", "epsilon_high": None, **variant}
+        for key, value in expected.items():
+            assert getattr(args, key) == value, (name, key)
+        assert len(logged(work / "run", "loss")) == 2, name
+
+
+def test_luspo_needs_sequence_level_ratios(tmp_path, pretrained):
+    result = run_cli(
+        "check", str(grpo_recipe(tmp_path, pretrained, ["length_penalty"])), "grpo.loss_type=luspo"
+    )
+    assert result.returncode == 2 and "set grpo.importance_sampling_level: sequence" in result.stderr
+
+
 def test_grpo_unknown_reward_is_a_user_error(tmp_path, pretrained):
     result = run_cli("check", str(grpo_recipe(tmp_path, pretrained, ["exact_mach"])), "-q")
     assert (

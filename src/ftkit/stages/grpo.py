@@ -7,7 +7,7 @@ dataset's `reference` answer at hand; the rewards' weights combine them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -59,6 +59,41 @@ class GrpoConfig(Section):
     """KL penalty against the reference model; 0 skips loading the reference model."""
     temperature: float = Field(1.0, gt=0)
     """Sampling temperature of the completions."""
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"] = "dapo"
+    """How the token losses are combined (TRL's loss_type). dapo (TRL's default): averaged over the active
+    tokens of the whole accumulated batch, no length bias; grpo: per sequence, then over sequences (the 2024
+    paper; favors short right answers and long wrong ones); dr_grpo: divided by a constant
+    (max_completion_length), no length bias (use with scale_rewards: none); bnpo: over the active tokens of
+    each micro-batch; cispo: clips the importance weights, not the update (MiniMax-M1; epsilon_high about
+    5); sapo: a soft, temperature-gated clip instead of a hard one; luspo: GSPO scaled by sequence length
+    (needs importance_sampling_level: sequence); vespo: a smooth sequence-level weighting instead of
+    clipping."""
+    importance_sampling_level: Literal["token", "sequence"] = "token"
+    """token: one importance ratio per token (GRPO); sequence: one per completion, the mean of its tokens'
+    log-ratios (GSPO), steadier for sequence-level rewards and mixture-of-experts models."""
+    epsilon: float = Field(0.2, gt=0)
+    """Lower clipping range of the importance ratio (1 - epsilon)."""
+    epsilon_high: float | None = Field(None, gt=0)
+    """Upper clipping range (1 + epsilon_high); default epsilon. DAPO's asymmetric "clip-higher" uses 0.28
+    to keep exploring tokens of low probability."""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """Divide the advantages by the rewards' standard deviation within each group (GRPO), over the whole
+    batch, or not at all (Dr. GRPO: no bias toward questions that are too easy or too hard)."""
+    mask_truncated_completions: bool = False
+    """Leave completions cut at max_completion_length out of the loss (DAPO): an unfinished answer is not
+    a wrong one."""
+    num_iterations: int = Field(1, ge=1)
+    """Optimization passes over each generated batch (the algorithm's mu); above 1 the importance ratio and
+    its clipping come into play, and generation is amortized over several updates."""
+
+    @model_validator(mode="after")
+    def _sequence_losses(self) -> GrpoConfig:
+        if self.loss_type == "luspo" and self.importance_sampling_level != "sequence":
+            raise ConfigConflict(
+                ("grpo.loss_type", "grpo.importance_sampling_level"),
+                "grpo.loss_type: luspo is a sequence-level loss: set grpo.importance_sampling_level: sequence",
+            )
+        return self
 
     @field_validator("reward_funcs", mode="before")
     @classmethod
@@ -110,6 +145,13 @@ def arguments(recipe: Recipe, runtime: Runtime) -> Any:
             max_completion_length=grpo.max_completion_length,
             beta=grpo.beta,
             temperature=grpo.temperature,
+            loss_type=grpo.loss_type,
+            importance_sampling_level=grpo.importance_sampling_level,
+            epsilon=grpo.epsilon,
+            epsilon_high=grpo.epsilon_high,
+            scale_rewards=grpo.scale_rewards,
+            mask_truncated_completions=grpo.mask_truncated_completions,
+            num_iterations=grpo.num_iterations,
             reward_weights=[reward.weight for reward in grpo.reward_funcs],
             remove_unused_columns=False,  # the rewards read the dataset's reference column
         )
