@@ -313,7 +313,12 @@ def test_every_grpo_variant_trains_and_reaches_trls_config(tmp_path, pretrained)
         options = [f"grpo.{key}={value}" for key, value in variant.items()]
         assert main(["train", str(recipe), "train.max_steps=2", "train.logging_steps=1", *options]) == 0, name
         args = torch.load(work / "run" / "training_args.bin", weights_only=False)
-        expected = {"loss_type": "dapo", "importance_sampling_level": "token", "epsilon_high": None, **variant}
+        expected = {
+            "loss_type": "dapo",
+            "importance_sampling_level": "token",
+            "epsilon_high": None,
+            **variant,
+        }
         for key, value in expected.items():
             assert getattr(args, key) == value, (name, key)
         assert len(logged(work / "run", "loss")) == 2, name
