@@ -62,6 +62,53 @@ def length_penalty(completions: Sequence[Any], max_chars: int = 1000, **_: Any) 
     return [-min(len(_text(c)) / max_chars, 1.0) for c in completions]
 
 
+_THINK = re.compile(r"\s*<think>(?P<thought>.*?)</think>(?P<answer>.*)", re.DOTALL)
+_FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(?P<code>.*?)```", re.DOTALL)
+
+
+def think_format(completions: Sequence[Any], **_: Any) -> list[Score]:
+    """1 when the completion is one `<think>...</think>` block of reasoning followed by an answer."""
+    scores = []
+    for completion in completions:
+        text = _text(completion)
+        found = _THINK.fullmatch(text)
+        good = (
+            found is not None
+            and found["thought"].strip() != ""
+            and found["answer"].strip() != ""
+            and "<think>" not in found["answer"]
+            and "</think>" not in found["answer"]
+        )
+        scores.append(float(good))
+    return scores
+
+
+def completion_code(text: str) -> str:
+    """The Python a completion answers with: its last fenced code block, or the whole text."""
+    blocks = _FENCED.findall(text)
+    return blocks[-1] if blocks else text
+
+
+def code_tests(
+    completions: Sequence[Any],
+    reference: Sequence[str | None],
+    timeout_s: float = 5.0,
+    memory_mb: int = 512,
+    **_: Any,
+) -> list[Score]:
+    """1 when the completion's code passes the example's tests (its reference: Python asserts run after
+    the code), each in a sandboxed subprocess (ftkit/sandbox.py); None without tests."""
+    from ftkit.sandbox import Limits, run_many
+
+    wanted = [i for i, tests in enumerate(reference) if tests]
+    programs = [completion_code(_text(completions[i])) + "\n\n" + str(reference[i]) for i in wanted]
+    outcomes = run_many(programs, Limits(timeout_s=timeout_s, memory_mb=memory_mb)) if programs else []
+    scores: list[Score] = [None] * len(completions)
+    for index, outcome in zip(wanted, outcomes, strict=True):
+        scores[index] = float(outcome.passed)
+    return scores
+
+
 @dataclass(frozen=True)
 class Reward:
     function: Callable[..., list[Score]]
@@ -79,6 +126,12 @@ REWARDS: dict[str, Reward] = {
         format_match, "the completion matches a regular expression", ("pattern",), ("pattern",)
     ),
     "length_penalty": Reward(length_penalty, "shorter completions score higher", ("max_chars",)),
+    "think_format": Reward(think_format, "one <think>...</think> block of reasoning, then an answer"),
+    "code_tests": Reward(
+        code_tests,
+        "the completion's Python passes the reference's tests (sandboxed subprocess)",
+        ("timeout_s", "memory_mb"),
+    ),
 }
 
 
