@@ -477,3 +477,26 @@ def test_moe_model_trains_with_router_loss(tmp_path):
     )
     train(write_recipe(tmp_path / "r.yaml", recipe))
     assert len(logged(tmp_path / "run", "loss")) == 4
+
+
+def test_loraplus_trains_the_b_matrices_faster(tmp_path, tiny_model_dir):
+    import torch
+
+    from tests.test_resume import recipe_file
+
+    recipe = recipe_file(
+        tmp_path,
+        tiny_model_dir,
+        max_steps=2,
+        save_steps=1,
+        learning_rate=1.0e-3,
+        lr_scheduler_type="constant",
+    )
+    train(recipe, "adapter.loraplus_lr_ratio=16")
+    state = torch.load(tmp_path / "run" / "checkpoint-1" / "optimizer.pt", weights_only=False)
+    rates = sorted({round(group["lr"], 9) for group in state["param_groups"] if group["params"]})
+    assert rates == [1.0e-3, 1.6e-2]
+    adapter = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
+    assert adapter["peft_type"] == "LORA"
+    result = run_cli("check", str(recipe), "adapter.loraplus_lr_ratio=16", "distributed.deepspeed=zero2")
+    assert result.returncode == 2 and "adapter.loraplus_lr_ratio builds its optimizer" in result.stderr

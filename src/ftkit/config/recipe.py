@@ -55,6 +55,7 @@ class Recipe(Section):
     def _cross_section(self) -> Recipe:
         self._check_stage_needs()
         self._check_quantization()
+        self._check_loraplus()
         self._check_eval()
         self._check_streaming()
         self._fill_defaults()
@@ -77,6 +78,15 @@ class Recipe(Section):
                     (f"data.{key}", "stage"),
                     f"data.{key} applies to stages {listing(names_with('packing'))}, not {self.stage}",
                 )
+
+    def _check_loraplus(self) -> None:
+        dist = self.distributed
+        if getattr(self.adapter, "loraplus_lr_ratio", None) is not None and (dist.deepspeed or dist.fsdp):
+            raise ConfigConflict(
+                ("adapter.loraplus_lr_ratio", "distributed"),
+                "adapter.loraplus_lr_ratio builds its optimizer before training, which DeepSpeed and FSDP "
+                "build themselves; train LoRA+ with plain data parallelism (distributed.nproc_per_node)",
+            )
 
     def _check_quantization(self) -> None:
         if self.model.quantization is None:

@@ -88,14 +88,30 @@ def trl_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
 
 
 def trainer_inputs(inputs: TrainerInputs) -> dict[str, Any]:
-    """What every TRL trainer takes: the model, its arguments, the data and the tokenizer."""
-    return {
+    """What every TRL trainer takes: the model, its arguments, the data and the tokenizer (and the LoRA+
+    optimizer when the adapter asks for one)."""
+    found = {
         "model": inputs.model,
         "args": inputs.args,
         "train_dataset": inputs.train,
         "eval_dataset": inputs.eval,
         "processing_class": inputs.tokenizer,
     }
+    ratio = getattr(inputs.recipe.adapter, "loraplus_lr_ratio", None)
+    if ratio is not None:
+        found["optimizers"] = (loraplus_optimizer(inputs.model, inputs.args, ratio), None)
+    return found
+
+
+def loraplus_optimizer(model: Any, args: Any, ratio: float) -> Any:
+    """peft's LoRA+ optimizer, of the class and settings train.optim gives (transformers' own choice)."""
+    from peft.optimizers import create_loraplus_optimizer
+    from transformers import Trainer
+
+    optimizer_class, settings = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    return create_loraplus_optimizer(
+        model, optimizer_class, loraplus_lr_ratio=ratio, weight_decay=args.weight_decay, **settings
+    )
 
 
 def build_trainer(trainer_class: type, inputs: TrainerInputs, **kwargs: Any) -> Any:

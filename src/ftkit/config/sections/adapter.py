@@ -28,6 +28,9 @@ class LoraAdapter(Section):
     """Weight-decomposed LoRA (DoRA)."""
     use_rslora: bool = False
     """Rank-stabilized scaling alpha / sqrt(r)."""
+    loraplus_lr_ratio: float | None = Field(None, ge=1)
+    """LoRA+: the B matrices learn this many times faster than the A matrices (train.learning_rate), through
+    peft's LoRA+ optimizer; the paper suggests 16 with a learning rate about half the usual."""
     init_from: str | None = None
     """Directory of an existing adapter to continue training instead of starting a new one."""
 
