@@ -500,3 +500,40 @@ def test_loraplus_trains_the_b_matrices_faster(tmp_path, tiny_model_dir):
     assert adapter["peft_type"] == "LORA"
     result = run_cli("check", str(recipe), "adapter.loraplus_lr_ratio=16", "distributed.deepspeed=zero2")
     assert result.returncode == 2 and "adapter.loraplus_lr_ratio builds its optimizer" in result.stderr
+
+
+@pytest.mark.parametrize("init", ["pissa", "olora"])
+def test_a_residual_lora_init_is_saved_for_the_original_base(tmp_path, tiny_model_dir, init):
+    """PiSSA and OLoRA train against a changed base; the saved adapter applies to the original one: the
+    original base with it gives the trained model's logits, and `ftkit export` merges it to the same."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from tests.test_resume import recipe_file
+
+    recipe = recipe_file(tmp_path, tiny_model_dir, max_steps=3, save_steps=3, learning_rate=1.0e-2)
+    train(recipe, f"adapter.init={init}", "adapter.dropout=0")
+    run = tmp_path / "run"
+    assert (run / "initial_adapter" / "adapter_model.safetensors").is_file()
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+
+    def logits(model):
+        with torch.no_grad():
+            return model(input_ids=ids).logits
+
+    base = lambda: AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)  # noqa: E731
+    # The trained model as it was: the residual base (the same initialization again) with the last
+    # checkpoint's unconverted adapter.
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=init)
+    trained = get_peft_model(base(), config)
+    set_peft_model_state_dict(trained, load_file(run / "checkpoint-3" / "adapter_model.safetensors"))
+    converted = PeftModel.from_pretrained(base(), run)
+    assert torch.allclose(logits(converted), logits(trained), atol=1e-4)
+    assert not torch.allclose(logits(converted), logits(base()), atol=1e-3)
+
+    result = run_cli("export", str(recipe), f"adapter.init={init}", "adapter.dropout=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    merged = AutoModelForCausalLM.from_pretrained(run / "merged", dtype=torch.float32)
+    assert torch.allclose(logits(merged), logits(trained), atol=1e-4)

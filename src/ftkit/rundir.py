@@ -34,6 +34,8 @@ COMPLETE_CHECKPOINT_MARKER = "trainer_state.json"
 FINAL_STAGING = ".final.tmp"
 FINAL_WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 SCRATCH_BASE = "base_model"
+INITIAL_ADAPTER = "initial_adapter"
+"""A pissa/olora adapter as initialized: what converts the trained one to the original base."""
 """Where a from-scratch LoRA run keeps the random base its adapter belongs to."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import nn
 
@@ -32,6 +33,28 @@ def count_parameters(model: nn.Module) -> ParameterCount:
         total += count
         trainable += count if parameter.requires_grad else 0
     return ParameterCount(total, trainable)
+
+
+LORA_INITS: dict[str, bool | str] = {
+    "default": True,
+    "gaussian": "gaussian",
+    "pissa": "pissa",
+    "olora": "olora",
+}
+RESIDUAL_INITS = ("pissa", "olora")
+"""Initializations that move part of each weight into the adapter: the base trains as a residual."""
+
+
+def save_initial_adapter(model: nn.Module, directory: Path) -> None:
+    """The adapter as initialized, saved as peft's conversion of a residual initialization needs it (with
+    init_lora_weights=True in its config) before the first step."""
+    config = model.peft_config["default"]
+    init = config.init_lora_weights
+    config.init_lora_weights = True
+    try:
+        model.save_pretrained(directory)
+    finally:
+        config.init_lora_weights = init
 
 
 def _apply_lora(model: nn.Module, adapter: LoraAdapter, new_token_ids: list[int]) -> nn.Module:
@@ -63,6 +86,7 @@ def _apply_lora(model: nn.Module, adapter: LoraAdapter, new_token_ids: list[int]
         modules_to_save=modules_to_save or None,
         use_dora=adapter.use_dora,
         use_rslora=adapter.use_rslora,
+        init_lora_weights=LORA_INITS[adapter.init],
         ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False)),
         task_type="CAUSAL_LM",
     )

@@ -20,13 +20,13 @@ from ftkit.data.stream_counts import StreamCounts
 from ftkit.distributed import LaunchContext
 from ftkit.errors import UserError
 from ftkit.modelcard import write_model_card
-from ftkit.models.adapters import apply_adapter, count_parameters
+from ftkit.models.adapters import RESIDUAL_INITS, apply_adapter, count_parameters, save_initial_adapter
 from ftkit.models.fused_norm import use_fused_rms_norm
 from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template
 from ftkit.models.runtime import resolve_runtime
 from ftkit.models.special_tokens import resize_embeddings
 from ftkit.resume import StartPlan, check_data_unchanged
-from ftkit.rundir import FINAL_STAGING, SCRATCH_BASE, RunRecord, publish
+from ftkit.rundir import FINAL_STAGING, INITIAL_ADAPTER, SCRATCH_BASE, RunRecord, publish
 from ftkit.stages.spec import StageSpec, TrainerInputs
 from ftkit.summary import RunSummary, summarize_run
 
@@ -89,6 +89,12 @@ def run_stage(
                     tokenizer.save_pretrained(staging)
             model.config._name_or_path = str(base_model.resolve())
         model = apply_adapter(model, recipe.adapter, bundle.new_token_ids)
+        initial_adapter = None
+        if getattr(recipe.adapter, "init", "default") in RESIDUAL_INITS:
+            initial_adapter = Path(recipe.train.output_dir) / INITIAL_ADAPTER
+            if context.is_main and start.checkpoint is None:
+                with atomic_directory(initial_adapter, force=True) as staging:
+                    save_initial_adapter(model, staging)
         parameters = count_parameters(model)
         record.update(
             device=runtime.device,
@@ -131,7 +137,7 @@ def run_stage(
             log.info("resuming from %s", checkpoint)
         result = _train(trainer, checkpoint, recipe)
         title = f"{recipe.logging.run_name} ({recipe.stage})"
-        saved = save_final(trainer, context, recipe.train.output_dir, title)
+        saved = save_final(trainer, context, recipe.train.output_dir, title, initial_adapter)
         history = trainer.state.log_history
         output_dir = recipe.train.output_dir
         summary = summarize_run(
@@ -192,7 +198,13 @@ def log_data_report(report: Any, stage: StageSpec) -> None:
         )
 
 
-def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path, title: str = "") -> list[str]:
+def save_final(
+    trainer: Any,
+    context: LaunchContext,
+    output_dir: str | Path,
+    title: str = "",
+    initial_adapter: Path | None = None,
+) -> list[str]:
     """Save the trained adapter or model, tokenizer, trainer state and loss plot into output_dir.
 
     The model is first saved into a staging folder and then moved in, so a crash mid-save leaves the
@@ -205,6 +217,12 @@ def save_final(trainer: Any, context: LaunchContext, output_dir: str | Path, tit
     trainer.save_model(str(staging))
     if not context.is_main:
         return []
+    if initial_adapter is not None:
+        # A residual initialization (pissa, olora) trained against a changed base: saved again, converted by
+        # peft into an adapter of the original base, which is what users load and `ftkit export` merges.
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(
+            str(staging), path_initial_model_for_weight_conversion=str(initial_adapter)
+        )
     moved = publish(staging, output_dir)
     trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
     plot_losses(trainer.state.log_history, output_dir / LOSS_PLOT, title)

@@ -28,6 +28,11 @@ class LoraAdapter(Section):
     """Weight-decomposed LoRA (DoRA)."""
     use_rslora: bool = False
     """Rank-stabilized scaling alpha / sqrt(r)."""
+    init: Literal["default", "gaussian", "pissa", "olora"] = "default"
+    """How the adapter starts (peft's init_lora_weights): default (A random, B zero: the model starts
+    unchanged), gaussian (A from a Gaussian scaled by rank), pissa (A and B from the weights' principal
+    singular vectors; the base keeps the rest), olora (from a QR decomposition of the weights). pissa and
+    olora change the base while training; the saved adapter is converted to apply to the original base."""
     loraplus_lr_ratio: float | None = Field(None, ge=1)
     """LoRA+: the B matrices learn this many times faster than the A matrices (train.learning_rate), through
     peft's LoRA+ optimizer; the paper suggests 16 with a learning rate about half the usual."""
