@@ -537,3 +537,24 @@ def test_a_residual_lora_init_is_saved_for_the_original_base(tmp_path, tiny_mode
     assert result.returncode == 0, result.stderr[-3000:]
     merged = AutoModelForCausalLM.from_pretrained(run / "merged", dtype=torch.float32)
     assert torch.allclose(logits(merged), logits(trained), atol=1e-4)
+
+
+@pytest.mark.parametrize("optim", ["galore_adamw", "apollo_adamw"])
+def test_memory_saving_optimizers_train_full_weights(tmp_path, tiny_model_dir, optim):
+    import torch
+
+    from tests.test_resume import recipe_file
+
+    recipe = recipe_file(tmp_path, tiny_model_dir, max_steps=4, save_steps=4, learning_rate=1.0e-3)
+    written = yaml.safe_load(recipe.read_text())
+    recipe.write_text(yaml.safe_dump({**written, "adapter": {"type": "full"}}))
+    train(recipe, f"train.optim={optim}", "train.optim_target_modules=[attn,mlp]", "train.optim_args=rank=4")
+    losses = logged(tmp_path / "run", "loss")
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    args = torch.load(tmp_path / "run" / "training_args.bin", weights_only=False)
+    assert args.optim == optim and args.optim_target_modules == ["attn", "mlp"]
+    state = torch.load(tmp_path / "run" / "checkpoint-4" / "optimizer.pt", weights_only=False)
+    # The projected weights form their own parameter group, with the rank asked for.
+    assert any(group.get("rank") == 4 for group in state["param_groups"])
+    result = run_cli("check", str(recipe), f"train.optim={optim}", "-q")
+    assert result.returncode == 2 and "set it, e.g. [attn, mlp]" in result.stderr

@@ -153,12 +153,20 @@ def _packages(recipe: Recipe, found: Preflight) -> None:
         found.add("quantized", f"{recipe.model.quantization.bits}-bit (bitsandbytes)")
     if "8bit" in recipe.train.optim:
         needs["bitsandbytes"] = f"train.optim {recipe.train.optim}"
+    for family in ("galore", "apollo"):
+        if recipe.train.optim.startswith(family):
+            needs[family] = f"train.optim {recipe.train.optim}"
     if recipe.distributed.deepspeed:
         needs["deepspeed"] = "distributed.deepspeed"
     for tracker in recipe.logging.report_to:
         if tracker != "none":
             needs[tracker] = f"logging.report_to {tracker}"
-    missing = [(package, key) for package, key in needs.items() if importlib.util.find_spec(package) is None]
+    modules = {"galore": "galore_torch", "apollo": "apollo_torch"}  # extra name -> what it installs
+    missing = [
+        (package, key)
+        for package, key in needs.items()
+        if importlib.util.find_spec(modules.get(package, package)) is None
+    ]
     if missing:
         raise UserError(
             "; ".join(f"{key} needs {package}: pip install 'ftkit[{package}]'" for package, key in missing)

@@ -17,7 +17,7 @@ from ftkit.config.sections.data import DataConfig
 from ftkit.config.sections.distributed import DistributedConfig
 from ftkit.config.sections.model import ModelConfig
 from ftkit.config.sections.outputs import EvalConfig, ExportConfig, LoggingConfig
-from ftkit.config.sections.train import TrainConfig
+from ftkit.config.sections.train import PROJECTED_OPTIMIZERS, TrainConfig
 from ftkit.errors import listing
 from ftkit.stages import STAGES, names_with
 
@@ -56,6 +56,7 @@ class Recipe(Section):
         self._check_stage_needs()
         self._check_quantization()
         self._check_loraplus()
+        self._check_projected_optimizer()
         self._check_eval()
         self._check_streaming()
         self._fill_defaults()
@@ -86,6 +87,27 @@ class Recipe(Section):
                 ("adapter.loraplus_lr_ratio", "distributed"),
                 "adapter.loraplus_lr_ratio builds its optimizer before training, which DeepSpeed and FSDP "
                 "build themselves; train LoRA+ with plain data parallelism (distributed.nproc_per_node)",
+            )
+
+    def _check_projected_optimizer(self) -> None:
+        train = self.train
+        projected = train.optim.split("_")[0] in PROJECTED_OPTIMIZERS
+        if projected and not train.optim_target_modules:
+            raise ConfigConflict(
+                ("train.optim_target_modules", "train.optim"),
+                f"train.optim {train.optim} projects the gradients of the weights named in "
+                "train.optim_target_modules: set it, e.g. [attn, mlp]",
+            )
+        if train.optim_target_modules and not projected:
+            raise ConfigConflict(
+                "train.optim_target_modules",
+                "train.optim_target_modules applies to train.optim galore_* and apollo_*; remove it",
+            )
+        if projected and self.adapter.type == "lora":
+            raise ConfigConflict(
+                ("train.optim", "adapter.type"),
+                f"train.optim {train.optim} saves memory when full weights train; with a LoRA adapter use "
+                "adapter.type: full (or freeze), or a plain optimizer",
             )
 
     def _check_quantization(self) -> None:

@@ -29,6 +29,8 @@ def trainer_arguments(recipe: Recipe, runtime: Runtime) -> dict[str, Any]:
         "warmup_steps": train.warmup_steps or train.warmup_ratio,
         "weight_decay": train.weight_decay,
         "optim": train.optim,
+        "optim_target_modules": train.optim_target_modules or None,
+        "optim_args": train.optim_args,
         "max_grad_norm": train.max_grad_norm,
         "bf16": runtime.precision == "bf16",
         "fp16": runtime.precision == "fp16",

@@ -29,7 +29,14 @@ OPTIMIZERS = Literal[
     "paged_adamw_32bit",
     "lion_8bit",
     "paged_lion_8bit",
+    "galore_adamw",
+    "galore_adamw_8bit",
+    "galore_adamw_layerwise",
+    "apollo_adamw",
+    "apollo_adamw_layerwise",
 ]
+PROJECTED_OPTIMIZERS = ("galore", "apollo")
+"""Optimizers that keep low-rank projections of the gradients of full weights (optim_target_modules)."""
 
 
 class TrainConfig(Section):
@@ -63,7 +70,15 @@ class TrainConfig(Section):
     """Decoupled weight decay of AdamW."""
     optim: OPTIMIZERS = "adamw_torch_fused"
     """Optimizer (transformers' default): AdamW as one fused kernel per step on CPU and GPU; adamw_torch
-    is the same update one parameter at a time. The 8-bit and paged variants need the bitsandbytes extra."""
+    is the same update one parameter at a time. The 8-bit and paged variants need the bitsandbytes extra;
+    galore_* (GaLore) and apollo_* (APOLLO) save optimizer memory in full fine-tuning, with the galore or
+    apollo extra and train.optim_target_modules."""
+    optim_target_modules: list[str] = Field(default_factory=list)
+    """GaLore / APOLLO (train.optim galore_* / apollo_*): the weights whose gradients are projected, as
+    name patterns (e.g. [attn, mlp]); the others get plain AdamW."""
+    optim_args: str | None = None
+    """Options of the optimizer as transformers takes them, e.g. "rank=64, update_proj_gap=200, scale=0.25"
+    for GaLore."""
     max_grad_norm: float = Field(1.0, ge=0)
     """Gradient clipping norm; 0 disables clipping."""
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
