@@ -298,7 +298,7 @@ def process_split(
 # ------------------------------------------------------------------ orchestration
 
 
-def _sources(
+def read_sources(
     recipe: Recipe, registry: Registry, with_train: bool = True
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Every referenced entry's rows (loaded once) and a fingerprint of its data."""
@@ -320,7 +320,7 @@ def _sources(
     return rows, fingerprints
 
 
-def _inputs(
+def input_fingerprints(
     recipe: Recipe, registry: Registry, fingerprints: dict[str, str], tokenizer: Any, template: Any
 ) -> dict[str, Any]:
     """Fingerprints of the training split's inputs (DataReport.inputs)."""
@@ -390,7 +390,7 @@ def normalized_splits(recipe: Recipe) -> tuple[Any | None, Any | None, Registry]
     data.streaming, train is None: the stream is not read whole."""
     registry = Registry(recipe.data.dataset_dir)
     with_train = not recipe.data.streaming
-    rows, _ = _sources(recipe, registry, with_train)
+    rows, _ = read_sources(recipe, registry, with_train)
     train, evaluation = normalize(recipe, registry, rows, DataReport(), with_train)
     return train, evaluation, registry
 
@@ -398,9 +398,9 @@ def normalized_splits(recipe: Recipe) -> tuple[Any | None, Any | None, Registry]
 def build_data(recipe: Recipe, tokenizer: Any, template: Any) -> BuiltData:
     """The stage's train (and eval) data for the recipe, from the cache when the inputs are unchanged."""
     registry = Registry(recipe.data.dataset_dir)
-    rows, fingerprints = _sources(recipe, registry)
+    rows, fingerprints = read_sources(recipe, registry)
     key = _key(recipe, registry, fingerprints, tokenizer, template)
-    inputs = _inputs(recipe, registry, fingerprints, tokenizer, template)
+    inputs = input_fingerprints(recipe, registry, fingerprints, tokenizer, template)
     cache = DataCache(recipe.data.cache_dir) if recipe.data.cache else None
     if cache is not None and (hit := cache.load(key)) is not None:
         splits, saved = hit

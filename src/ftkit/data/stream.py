@@ -22,7 +22,7 @@ from typing import Any
 
 from ftkit.config.recipe import Recipe
 from ftkit.config.sections.data import DatasetRef
-from ftkit.data.cache import cache_key, file_digest, tokenizer_fingerprint
+from ftkit.data.cache import file_digest
 from ftkit.data.formats import EXAMPLE_FIELDS, check_entry
 from ftkit.data.loaders import load_rows, local_files
 from ftkit.data.pipeline import (
@@ -33,14 +33,16 @@ from ftkit.data.pipeline import (
     bad_row_error,
     check_columns,
     convert_batch,
-    load_examples,
+    input_fingerprints,
+    normalize,
     process_split,
+    read_sources,
 )
 from ftkit.data.processors import ProcessOptions
 from ftkit.data.registry import DatasetSpec, Registry
 from ftkit.data.stream_counts import StreamCounts
 from ftkit.data.tokenize import MaskOptions
-from ftkit.data.transforms import matches, mix
+from ftkit.data.transforms import matches
 from ftkit.errors import UserError
 from ftkit.stages import get_stage
 
@@ -327,32 +329,16 @@ def build_streamed_data(
     registry = Registry(recipe.data.dataset_dir)
     counts = StreamCounts()
     train = open_stream(recipe, tokenizer, template, counts, share)
-    fingerprints = _fingerprints(recipe, registry)
     report = DataReport(
         datasets=[DatasetReport(ref.name, registry.get(ref.name).source) for ref in recipe.data.train],
-        inputs={
-            "dataset": {
-                name: cache_key({"source": value, "entry": registry.fingerprint(name)})
-                for name, value in fingerprints.items()
-            },
-            "tokenizer": tokenizer_fingerprint(tokenizer),
-            "template": template.fingerprint() if template is not None else None,
-        },
+        inputs=input_fingerprints(recipe, registry, _fingerprints(recipe, registry), tokenizer, template),
         cache={"streaming": True},
     )
     evaluation = None
     if recipe.data.eval:
-        parts = []
-        for ref in recipe.data.eval:
-            spec = registry.get(ref.name)
-            check_entry(spec, get_stage(recipe.stage))
-            rows = load_rows(spec, registry.dataset_dir)
-            check_columns(spec, rows.column_names)
-            examples, dataset_report = load_examples(ref, registry, rows, recipe)
-            parts.append(examples)
-            report.datasets.append(dataset_report)
-        mixed, _ = mix(parts, recipe.data.eval, recipe.train.seed, recipe.data.mix_stop)
-        sources = {ref.name: registry.get(ref.name).source for ref in recipe.data.eval}
+        rows, _ = read_sources(recipe, registry, with_train=False)
+        _, mixed = normalize(recipe, registry, rows, report, with_train=False)
+        sources = {name: registry.get(name).source for name in rows}
         evaluation, report.splits["eval"] = process_split(mixed, "eval", tokenizer, template, recipe, sources)
     report.splits["train"] = SplitReport()
     return BuiltData(train, evaluation, report), counts
