@@ -238,6 +238,18 @@ def preference_rows(rng: random.Random) -> list[dict]:
     return rows
 
 
+def feedback_rows(pairs: list[dict], rng: random.Random) -> list[dict]:
+    """Unpaired feedback in LLaMA-Factory's kto_en_demo schema: every preference pair's answers as two
+    rows, the right one labelled true and the wrong one false."""
+    rows = []
+    for pair in pairs:
+        question = {"role": "user", "content": pair["conversations"][0]["value"]}
+        for answer, label in ((pair["chosen"], True), (pair["rejected"], False)):
+            rows.append({"messages": [question, {"role": "assistant", "content": answer["value"]}], "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
 def text_lines(rng: random.Random) -> list[str]:
     lines = []
     for country, city in CAPITALS.items():
@@ -314,7 +326,8 @@ def main() -> None:
     (DATA / "demo_sums_rl.json").write_text(json.dumps(practice, indent=1, ensure_ascii=False) + "\n")
     (DATA / "demo_chat_sharegpt.json").write_text(json.dumps(sharegpt_rows(rng), indent=1) + "\n")
     (DATA / "demo_chat_openai.jsonl").write_text("".join(json.dumps(r) + "\n" for r in openai_rows(rng)))
-    (DATA / "demo_preference.json").write_text(json.dumps(preference_rows(rng), indent=1) + "\n")
+    pairs = preference_rows(rng)
+    (DATA / "demo_preference.json").write_text(json.dumps(pairs, indent=1) + "\n")
     (DATA / "demo_text.txt").write_text("\n".join(text_lines(rng)) + "\n")
     for name, rows in (
         ("demo_paraphrase.csv", paraphrase_rows(rng)),
@@ -335,6 +348,8 @@ def main() -> None:
     (ROOT / "examples" / "quickstart_prompts.jsonl").write_text(
         "".join(json.dumps({"prompt": p}) + "\n" for p in prompts)
     )
+    feedback = feedback_rows(pairs, random.Random(1))
+    (DATA / "demo_feedback.json").write_text(json.dumps(feedback, indent=1) + "\n")
 
 
 if __name__ == "__main__":

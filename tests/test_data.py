@@ -181,11 +181,61 @@ def test_llamafactory_ranking_becomes_prompt_chosen_rejected(tmp_path, chatml_to
     assert report.splits["train"].examples == 2
 
 
-def test_preference_data_needs_stage_dpo(tmp_path, chatml_tokenizer):
-    with pytest.raises(
-        UserError, match="is preference data \\(ranking: true\\); stage sft cannot train on it"
-    ):
-        build(recipe_for(tmp_path, LLAMAFACTORY, train="dpo_demo"), chatml_tokenizer)
+def test_llamafactory_kto_tag_becomes_labelled_answers(tmp_path, chatml_tokenizer):
+    """LLaMA-Factory's kto_en_demo entry shape as it is: messages with role/content tags, kto_tag: label."""
+    train, _, report = build(
+        recipe_for(tmp_path, LLAMAFACTORY, train="kto_demo", stage="kto"), chatml_tokenizer
+    )
+    decode = chatml_tokenizer.decode
+    assert train["label"] == [True, False, True]
+    assert (
+        decode(train["prompt_ids"][1])
+        == "<|im_start|>user\nWhat is 2 plus 2?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert decode(train["completion_ids"][1]) == "It is 5.<|im_end|>"
+    assert decode(train["prompt_ids"][2]).endswith(
+        "Hello.<|im_end|>\n<|im_start|>user\nCapital of Peru?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert decode(train["completion_ids"][2]) == "Lima.<|im_end|>"
+    assert report.splits["train"].examples == 3
+
+
+@pytest.mark.parametrize(
+    ("dataset", "stage", "message"),
+    [
+        (
+            "dpo_demo",
+            "sft",
+            "holds a chosen and a rejected answer per prompt .* stage sft trains on conversations",
+        ),
+        (
+            "dpo_demo",
+            "kto",
+            "stage kto trains on single answers labelled .* takes this one: dpo, orpo, simpo, rm",
+        ),
+        ("kto_demo", "sft", "holds single answers labelled desirable or not .* takes this one: kto"),
+        ("kto_demo", "dpo", "stage dpo trains on a chosen and a rejected answer"),
+        ("alpaca_demo", "rm", "holds conversations ending with the answer .* stage rm trains on a chosen"),
+    ],
+)
+def test_a_stage_refuses_data_of_another_kind(tmp_path, chatml_tokenizer, dataset, stage, message):
+    with pytest.raises(UserError, match=message):
+        build(recipe_for(tmp_path, LLAMAFACTORY, train=dataset, stage=stage), chatml_tokenizer)
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, None])
+def test_a_feedback_label_that_is_not_a_boolean_is_a_bad_row(tmp_path, chatml_tokenizer, value):
+    rows = [
+        {
+            "messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}],
+            "label": value,
+        }
+    ]
+    (tmp_path / "kto.json").write_text(json.dumps(rows))
+    entry = {"file_name": "kto.json", "formatting": "openai", "columns": {"kto_tag": "label"}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"fb": entry}))
+    with pytest.raises(UserError, match=r"row 1: kto_tag column 'label' holds .*expected true or false"):
+        build(recipe_for(tmp_path, tmp_path, train="fb", stage="kto"), chatml_tokenizer)
 
 
 def test_llamafactory_pretraining_text_and_txt_folders(tmp_path, chatml_tokenizer):

@@ -144,7 +144,7 @@ def start_trackers(recipe: Recipe, metadata: dict[str, Any]) -> None:
 
     if wandb.run is not None:
         return
-    config = {"recipe": redact(recipe.model_dump(mode="json")), "ftkit": redact(metadata)}
+    config = {"recipe": redact(recipe.resolved_values()), "ftkit": redact(metadata)}
     wandb.init(
         project=recipe.logging.project or "ftkit",
         name=recipe.logging.run_name,

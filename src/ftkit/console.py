@@ -46,6 +46,8 @@ def configure_logging(level: str) -> None:
     )
     # torchdata's StatefulDataLoader (streamed runs) calls a torch function that torch 2.13 deprecated.
     warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
+    # The stages on TRL's experimental trainers say so themselves (stages/reference_free.py).
+    warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
 
 
 def quiet_library_progress() -> None:

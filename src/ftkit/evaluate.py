@@ -14,6 +14,7 @@ from ftkit.config import Recipe
 from ftkit.errors import UserError
 from ftkit.infer import GenerationOptions, generate, load_for_inference
 from ftkit.metrics import METRICS
+from ftkit.stages import get_stage
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "eval_results.json"
@@ -173,6 +174,30 @@ def score_model(
     return scores
 
 
+def _processed_eval(recipe: Recipe, limit: int | None) -> Any:
+    """The eval split as the stage's trainer reads it (pairs, labelled answers)."""
+    from ftkit.data.pipeline import build_data
+    from ftkit.models.loader import load_tokenizer_and_template
+
+    bundle = load_tokenizer_and_template(recipe.model)
+    evaluation = build_data(recipe, bundle.tokenizer, bundle.template).eval
+    if evaluation is None:
+        raise UserError("ftkit eval needs eval data: set data.eval or data.val_size in the recipe")
+    return evaluation.select(range(min(limit, len(evaluation)))) if limit else evaluation
+
+
+def score_stage(model: Any, recipe: Recipe, examples: Any) -> dict[str, Any]:
+    """The stage's own held-out scores (stages/scores.py)."""
+    from ftkit.models.loader import load_tokenizer_and_template
+    from ftkit.models.special_tokens import resize_embeddings
+
+    tokenizer = load_tokenizer_and_template(recipe.model).tokenizer
+    resize_embeddings(model, tokenizer)
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return get_stage(recipe.stage).evaluate(model, examples, pad, recipe.eval.batch_size)  # type: ignore[misc]
+
+
 def _change(metric: str, base: float, tuned: float) -> str:
     """Relative improvement (lower is better for loss and perplexity); absolute when the base scored 0."""
     if base == 0:
@@ -185,11 +210,11 @@ def table(results: dict[str, Any]) -> str:
     tuned = {k: v for k, v in results["fine_tuned"].items() if isinstance(v, float)}
     base = {k: v for k, v in results.get("base", {}).items() if isinstance(v, float)}
     if not base:
-        return "\n".join(f"{metric:<14} {value:.4f}" for metric, value in tuned.items())
-    lines = [f"{'metric':<14} {'base':>10} {'fine-tuned':>11} {'improvement':>12}"]
+        return "\n".join(f"{metric:<16} {value:.4f}" for metric, value in tuned.items())
+    lines = [f"{'metric':<16} {'base':>10} {'fine-tuned':>11} {'improvement':>12}"]
     for metric, value in tuned.items():
         lines.append(
-            f"{metric:<14} {base[metric]:>10.4f} {value:>11.4f} {_change(metric, base[metric], value):>12}"
+            f"{metric:<16} {base[metric]:>10.4f} {value:>11.4f} {_change(metric, base[metric], value):>12}"
         )
     return "\n".join(lines)
 
@@ -199,20 +224,29 @@ def evaluate(recipe: Recipe, request: EvalRequest) -> dict[str, Any]:
     if not recipe.model.template:
         raise UserError("ftkit eval renders prompts with a chat template: the recipe needs model.template")
     limit = request.max_samples or recipe.eval.max_samples
-    examples, labels = _eval_examples(recipe, limit)
+    stage = get_stage(recipe.stage)
+    if stage.evaluate is not None:
+        examples, labels = _processed_eval(recipe, limit), []
+        score: Any = lambda model: score_stage(model, recipe, examples)  # noqa: E731
+        metrics = [stage.name]
+    else:
+        examples, labels = _eval_examples(recipe, limit)
+        score = lambda model: score_model(model, recipe, examples, labels, limit)  # noqa: E731
+        metrics = recipe.eval.metrics
     model, _ = load_for_inference(recipe, request.model)
-    results: dict[str, Any] = {"examples": len(examples), "metrics": recipe.eval.metrics}
-    results["fine_tuned"] = score_model(model, recipe, examples, labels, limit)
+    results: dict[str, Any] = {"examples": len(examples), "metrics": metrics}
+    results["fine_tuned"] = score(model)
     if request.compare_base:
-        from transformers import AutoModelForCausalLM
+        from ftkit.models.loader import quiet_new_head
 
         base = base_model_path(recipe)
         log.info("scoring the base model %s", base)
         try:
-            base_model = AutoModelForCausalLM.from_pretrained(base)
+            with quiet_new_head(stage.head):
+                base_model = stage.head.model_class().from_pretrained(base, **stage.head.config)
         except OSError as exc:
             raise UserError(f"cannot load the base model {base!r}: {exc}") from None
-        results["base"] = score_model(base_model, recipe, examples, labels, limit)
+        results["base"] = score(base_model)
         results["improvement"] = {
             metric: _change(metric, results["base"][metric], value)
             for metric, value in results["fine_tuned"].items()

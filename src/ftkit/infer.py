@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from ftkit.config import Recipe
 from ftkit.console import interactive
 from ftkit.errors import UserError
-from ftkit.rundir import read_run, recorded_base
+from ftkit.runfiles import read_run, recorded_base
 from ftkit.templates import ChatTemplate, get_template, token_variables
 
 log = logging.getLogger(__name__)
@@ -73,22 +73,10 @@ def read_conversations(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_model_dir(path: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ftkit.models.sources import looks_like_path
-
-    if looks_like_path(path) and not Path(path).is_dir():
-        raise UserError(f"model {path}: no such local folder")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
-        return model, AutoTokenizer.from_pretrained(path)
-    except OSError as exc:
-        raise UserError(f"cannot load a model from {path}: {exc}") from None
-
-
 def load_for_inference(recipe: Recipe, model_dir: str | None = None) -> tuple[Any, Any]:
     """The model to generate with: an explicit directory, else the merged export, else base + adapter."""
+    from ftkit.models.loader import load_model_dir
+
     export_dir = Path(recipe.export.output_dir or "")
     if model_dir or (export_dir / "config.json").is_file():
         path = model_dir or str(export_dir)
@@ -111,6 +99,14 @@ def load_for_inference(recipe: Recipe, model_dir: str | None = None) -> tuple[An
         )
     log.info("generating with %s merged in memory (no export found in %s)", run_dir, export_dir)
     return load_merged(base, run_dir, revision=run.get("base_revision"))
+
+
+def _check_generates(model: Any) -> None:
+    if not model.can_generate():
+        raise UserError(
+            "this is a reward model (stage rm): it scores text and does not generate. Use it as a grpo reward "
+            "(grpo.reward_funcs: [{model: ...}]) or score held-out pairs with ftkit eval"
+        )
 
 
 def _generate_kwargs(tokenizer: Any, template: ChatTemplate, options: GenerationOptions) -> dict[str, Any]:
@@ -180,6 +176,7 @@ def generate_file(recipe: Recipe, request: GenerationRequest) -> list[dict[str, 
         raise UserError("generation needs model.template in the recipe")
     conversations = read_conversations(request.input)
     model, tokenizer = load_for_inference(recipe, request.model)
+    _check_generates(model)
     template = get_template(recipe.model.template, tokenizer)
     answers = generate(
         model, tokenizer, template, conversations, request.options, True, recipe.data.template_vars
@@ -214,6 +211,7 @@ def chat(
     if not recipe.model.template:
         raise UserError("chat needs model.template in the recipe")
     model, tokenizer = load_for_inference(recipe, model_dir)
+    _check_generates(model)
     template = get_template(recipe.model.template, tokenizer)
     variables = {**token_variables(tokenizer), **recipe.data.template_vars}
     stops = template.stop_strings(variables)

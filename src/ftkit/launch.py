@@ -165,6 +165,12 @@ def _rerun_arguments(argv: list[str]) -> list[str]:
     ]
 
 
+def _generates(recipe: Recipe) -> bool:
+    from ftkit.stages import get_stage
+
+    return get_stage(recipe.stage).head.generates
+
+
 def next_commands(recipe: Recipe, argv: list[str]) -> list[str]:
     """What a user runs after training this recipe."""
     import shlex
@@ -173,7 +179,7 @@ def next_commands(recipe: Recipe, argv: list[str]) -> list[str]:
     commands = []
     if recipe.adapter.type == "lora":
         commands.append(f"ftkit export {target}")
-    if recipe.model.template:
+    if recipe.model.template and _generates(recipe):
         commands.append(f"ftkit chat {target}")
     if recipe.data.eval or recipe.data.val_size is not None:
         commands.append(f"ftkit eval {target}")

@@ -23,7 +23,7 @@ from ftkit.errors import UserError
 from ftkit.models.runtime import RuntimePlan, plan_runtime
 from ftkit.models.sources import check_weights, in_hub_cache, locate, producing_recipe, read_json
 from ftkit.resume import StartPlan, plan_start
-from ftkit.stages import get_stage
+from ftkit.stages import check_dataset, get_stage
 
 
 @dataclass
@@ -181,7 +181,10 @@ def _rewards(recipe: Recipe, found: Preflight) -> None:
     shown = []
     for index, reward in enumerate(recipe.grpo.reward_funcs):
         if reward.model is not None:
-            locate(reward.model, f"grpo.reward_funcs[{index}].model", "config.json")
+            # A reward model folder (config.json), or a stage rm run's LoRA adapter (adapter_config.json).
+            adapter = (Path(reward.model) / "adapter_config.json").is_file()
+            marker = "adapter_config.json" if adapter else "config.json"
+            locate(reward.model, f"grpo.reward_funcs[{index}].model", marker)
         else:
             resolve_reward(reward.name or "", reward.params)
         shown.append(f"{reward.name or 'model ' + str(reward.model)} x{reward.weight:g}")
@@ -189,7 +192,6 @@ def _rewards(recipe: Recipe, found: Preflight) -> None:
 
 
 def _datasets(recipe: Recipe, found: Preflight) -> None:
-    from ftkit.data.formats import check_entry
     from ftkit.data.loaders import check_files
     from ftkit.data.registry import Registry
     from ftkit.data.stream import check_streamable
@@ -200,7 +202,7 @@ def _datasets(recipe: Recipe, found: Preflight) -> None:
         for ref in refs:
             try:
                 spec = registry.get(ref.name)
-                check_entry(spec, get_stage(recipe.stage))
+                check_dataset(spec, get_stage(recipe.stage))
                 streamed = split == "train" and recipe.data.streaming
                 if streamed:
                     check_streamable(spec)

@@ -84,7 +84,10 @@ def _section(root: type[BaseModel], seen: set[type[BaseModel]]) -> list[str]:
 def _stages() -> list[str]:
     lines = ["| stage | what it trains | data | section | chat template |", "|---|---|---|---|---|"]
     for name, spec in STAGES.items():
-        data = spec.shape.name + (" (ranking: true entries)" if spec.preference else "")
+        data = spec.shape.name + {
+            "ranking": " (ranking: true entries)",
+            "feedback": " (kto_tag entries)",
+        }.get(spec.data, "")
         data += ", packing" if spec.packing else ""
         section = f"`{name}:`" if spec.section is not None else "—"
         lines.append(

@@ -208,7 +208,7 @@ def _resume(recipe: Recipe, state: RunDirState) -> StartPlan:
         _refuse_running(state)
     plan = StartPlan("resume", state, checkpoint)
     recorded = _recorded_recipe(owner)
-    changes = recipe_changes(recorded, redact(recipe.model_dump(mode="json")))
+    changes = recipe_changes(recorded, redact(recipe.resolved_values()))
     refused = [change for change in changes if not _safe(change.key)]
     if refused:
         raise UserError(

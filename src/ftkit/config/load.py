@@ -39,5 +39,5 @@ def dump_recipe(recipe: Recipe, defaults: bool = True) -> str:
     """The recipe as YAML with secrets redacted. With defaults, every key and the value it resolved to
     (what `ftkit check` prints); without, the keys as given (bases merged, overrides applied), which
     re-runs the same way even when other values change (what runs save as recipe.yaml)."""
-    values = recipe.model_dump(mode="json") if defaults or recipe._given is None else recipe._given
+    values = recipe.resolved_values() if defaults or recipe._given is None else recipe._given
     return yaml.safe_dump(redact(values), sort_keys=False, allow_unicode=True)

@@ -65,8 +65,23 @@ class Recipe(Section):
             check(self)  # after the defaults: stage rules may need derived values (eval batch size)
         return self
 
+    def other_stage_sections(self) -> set[str]:
+        """The sections of the stages this recipe does not train (they hold only defaults)."""
+        return {name for name, spec in STAGES.items() if spec.section is not None and name != self.stage}
+
+    def resolved_values(self) -> dict[str, Any]:
+        """Every key with the value it resolved to, as JSON types; other stages' sections left out."""
+        return self.model_dump(mode="json", exclude=self.other_stage_sections())
+
     def _check_stage_needs(self) -> None:
         spec = STAGES[self.stage]
+        given = sorted(self.other_stage_sections() & self.model_fields_set)
+        if given:
+            raise ConfigConflict(
+                (given[0], "stage"),
+                f"section {given[0]} applies to stage {given[0]}, not {self.stage}: remove it, or set "
+                f"stage: {given[0]}",
+            )
         if spec.needs_template and not self.model.template:
             raise ConfigConflict(
                 ("model.template", "model", "stage"),

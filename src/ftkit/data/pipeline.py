@@ -16,7 +16,14 @@ from typing import Any
 from ftkit.config.recipe import Recipe
 from ftkit.config.sections.data import DatasetRef
 from ftkit.data.cache import DataCache, cache_key, file_digest, tokenizer_fingerprint
-from ftkit.data.formats import EXAMPLE_FIELDS, FORMATS, BadRow, Skip, check_entry, row_variables
+from ftkit.data.formats import (
+    EXAMPLE_FIELDS,
+    FORMATS,
+    BadRow,
+    Skip,
+    row_feedback,
+    row_variables,
+)
 from ftkit.data.loaders import load_rows, local_files
 from ftkit.data.processors import ProcessOptions
 from ftkit.data.registry import DatasetSpec, Registry
@@ -31,7 +38,7 @@ from ftkit.data.transforms import (
     shared_prompts,
 )
 from ftkit.errors import UserError
-from ftkit.stages import get_stage
+from ftkit.stages import check_dataset, get_stage
 from ftkit.stages.spec import StageSpec
 
 log = logging.getLogger(__name__)
@@ -107,7 +114,9 @@ class BuiltData:
 def check_columns(spec: DatasetSpec, available: list[str]) -> None:
     needed = list(FORMATS[spec.formatting].required_columns(spec))
     needed += (
-        list(spec.where) + list(spec.bidirectional or []) + [c for c in [spec.columns.template_vars] if c]
+        list(spec.where)
+        + list(spec.bidirectional or [])
+        + [c for c in (spec.columns.template_vars, spec.columns.kto_tag) if c]
     )
     missing = [c for c in dict.fromkeys(needed) if c not in available]
     if missing:
@@ -130,7 +139,11 @@ def convert_batch(batch: dict[str, list], spec: DatasetSpec) -> dict[str, list]:
         for variant in variants:
             converted, problem, dropped = None, None, None
             try:
-                converted = {**convert(variant, spec), "variables": row_variables(variant, spec)}
+                converted = {
+                    **convert(variant, spec),
+                    "variables": row_variables(variant, spec),
+                    "feedback": row_feedback(variant, spec),
+                }
                 dropped = length_problem(converted, spec)
             except BadRow as exc:
                 problem = str(exc)
@@ -307,7 +320,7 @@ def read_sources(
         if ref.name in rows:
             continue
         spec = registry.get(ref.name)
-        check_entry(spec, get_stage(recipe.stage))
+        check_dataset(spec, get_stage(recipe.stage))
         loaded = load_rows(spec, registry.dataset_dir)
         check_columns(spec, loaded.column_names)
         rows[ref.name] = loaded

@@ -119,6 +119,41 @@ def process_dpo(batch: Batch, tokenizer: Any, template: ChatTemplate, options: P
     return out
 
 
+def process_kto(batch: Batch, tokenizer: Any, template: ChatTemplate, options: ProcessOptions) -> Batch:
+    """prompt_ids / completion_ids / label: each conversation tokenized once and split where its last answer
+    starts; the answer runs to its last trained token (its end-of-turn marker)."""
+    out: Batch = {"prompt_ids": [], "completion_ids": [], "label": [], "_truncated": [], "_problem": []}
+    masks = MaskOptions(options.masks.max_length, train_on_prompt=False, mask_history=True)
+    ready, positions = [], []
+    for position, (item, feedback) in enumerate(
+        zip(_conversations(batch, options.system), batch["feedback"], strict=True)
+    ):
+        messages = item["messages"]
+        problem = None
+        if feedback is None:
+            problem = "no feedback label: the entry needs columns.kto_tag (desirable answer or not)"
+        elif not messages or messages[-1]["role"] != "assistant":
+            problem = "no assistant answer to judge (does the entry name its response column?)"
+        else:
+            ready.append(item)
+            positions.append(position)
+        out["_problem"].append(problem)
+        out["prompt_ids"].append([])
+        out["completion_ids"].append([])
+        out["label"].append(bool(feedback))
+        out["_truncated"].append(False)
+    encoded_all = _encode_each(tokenizer, template, ready, ProcessOptions(masks, None, options.variables))
+    for position, encoded in zip(positions, encoded_all, strict=True):
+        if isinstance(encoded, str) or encoded.problem:
+            out["_problem"][position] = encoded if isinstance(encoded, str) else encoded.problem
+            continue
+        trained = _trained(encoded.labels)
+        out["prompt_ids"][position] = encoded.input_ids[: trained[0]]
+        out["completion_ids"][position] = encoded.input_ids[trained[0] : trained[-1] + 1]
+        out["_truncated"][position] = encoded.truncated
+    return out
+
+
 def _split_pair(chosen: Any, rejected: Any) -> tuple[list[int], list[int], list[int]]:
     """Shared prompt ids, then each answer up to its last trained token (its end-of-turn marker)."""
     first = min(_trained(chosen.labels)[0], _trained(rejected.labels)[0])

@@ -52,7 +52,8 @@ class Columns(_Strict):
     rejected: str | None = None
     """Preference data: the rejected answer column."""
     kto_tag: str | None = None
-    """KTO (LLaMA-Factory): the boolean label column."""
+    """Unpaired feedback (stage kto; LLaMA-Factory's kto_tag): the column saying whether each row's answer is
+    desirable (true/false, 1/0, "yes"/"no")."""
     text: str | None = None
     """text (ftkit): the column holding the document (default text; .txt files have it)."""
     template_vars: str | None = None
@@ -152,6 +153,10 @@ class DatasetSpec(_Strict):
             raise ValueError("bidirectional names exactly two columns to swap, e.g. [sentence1, sentence2]")
         if self.min_chars and self.max_chars and self.min_chars > self.max_chars:
             raise ValueError("min_chars is larger than max_chars")
+        if self.ranking and self.columns.kto_tag:
+            raise ValueError(
+                "kto_tag labels single answers and ranking holds answer pairs: an entry is one or the other"
+            )
         if self.ranking and not fmt.ranking:
             holding = listing([name for name, other in FORMATS.items() if other.ranking], "or")
             raise ValueError(f"ranking (preference data) works with {holding}, not {self.formatting}")

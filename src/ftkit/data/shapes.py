@@ -86,7 +86,38 @@ def _pair_show(example: Example, tokenizer: Any, color: bool) -> tuple[str, str]
 
 
 PREFERENCE_PAIRS = DataShape("preference pairs", PAIR_COLUMNS, _pair_measure, _pair_record, _pair_show)
-"""A shared prompt and two answers, as token ids: dpo."""
+"""A shared prompt and two answers, as token ids: dpo, orpo, simpo, rm."""
+
+
+FEEDBACK_COLUMNS = ("prompt_ids", "completion_ids", "label")
+
+
+def _feedback_measure(dataset: Any) -> tuple[list[int], int]:
+    prompts, completions = dataset["prompt_ids"], dataset["completion_ids"]
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions, strict=True)]
+    return lengths, sum(len(c) for c in completions)
+
+
+def _feedback_record(example: Example, tokenizer: Any) -> dict[str, Any]:
+    return {
+        "prompt": tokenizer.decode(example["prompt_ids"]),
+        "completion": tokenizer.decode(example["completion_ids"]),
+        "desirable": bool(example["label"]),
+        "prompt_ids": example["prompt_ids"],
+        "completion_ids": example["completion_ids"],
+    }
+
+
+def _feedback_show(example: Example, tokenizer: Any, color: bool) -> tuple[str, str]:
+    record = _feedback_record(example, tokenizer)
+    verdict = "desirable" if record["desirable"] else "undesirable"
+    return f", {verdict}", f"PROMPT: {record['prompt']}\nANSWER ({verdict}): {record['completion']}"
+
+
+FEEDBACK = DataShape(
+    "labelled answers", FEEDBACK_COLUMNS, _feedback_measure, _feedback_record, _feedback_show
+)
+"""A prompt and one answer, as token ids, with whether the answer is desirable: kto."""
 
 
 def _prompt_record(example: Example, tokenizer: Any) -> dict[str, Any]:

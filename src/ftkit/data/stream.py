@@ -23,7 +23,7 @@ from typing import Any
 from ftkit.config.recipe import Recipe
 from ftkit.config.sections.data import DatasetRef
 from ftkit.data.cache import file_digest
-from ftkit.data.formats import EXAMPLE_FIELDS, check_entry
+from ftkit.data.formats import EXAMPLE_FIELDS
 from ftkit.data.loaders import load_rows, local_files
 from ftkit.data.pipeline import (
     BuiltData,
@@ -44,7 +44,7 @@ from ftkit.data.stream_counts import StreamCounts
 from ftkit.data.tokenize import MaskOptions
 from ftkit.data.transforms import matches
 from ftkit.errors import UserError
-from ftkit.stages import get_stage
+from ftkit.stages import check_dataset, get_stage
 
 DEFAULT_SHUFFLE_BUFFER = 10_000
 BATCH_ROWS = 1000
@@ -148,7 +148,7 @@ def dataset_stream(
     ref: DatasetRef, registry: Registry, recipe: Recipe, counts: StreamCounts, share: Share
 ) -> Any:
     spec = registry.get(ref.name)
-    check_entry(spec, get_stage(recipe.stage))
+    check_dataset(spec, get_stage(recipe.stage))
     check_streamable(spec)
     rows = load_rows(spec, registry.dataset_dir, streaming=True)
     columns = _columns(rows, spec)
@@ -235,7 +235,8 @@ def _example_features() -> Any:
     text = Value("string")
     return Features(
         {
-            **{name: text for name in EXAMPLE_FIELDS if name != "messages"},
+            **{name: text for name in EXAMPLE_FIELDS if name not in ("messages", "feedback")},
+            "feedback": Value("bool"),
             "messages": List({"role": text, "content": text}),
             "_dataset": text,
             "_row": Value("int64"),

@@ -10,6 +10,7 @@ from torch import nn
 
 from ftkit.config.sections.adapter import FreezeAdapter, FullAdapter, LoraAdapter
 from ftkit.errors import UserError
+from ftkit.models.heads import CAUSAL_LM, SCORE_MODULES, Head
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def save_initial_adapter(model: nn.Module, directory: Path) -> None:
         config.init_lora_weights = init
 
 
-def _apply_lora(model: nn.Module, adapter: LoraAdapter, new_token_ids: list[int]) -> nn.Module:
+def _apply_lora(model: nn.Module, adapter: LoraAdapter, new_token_ids: list[int], head: Head) -> nn.Module:
     from peft import LoraConfig, PeftModel, get_peft_model
 
     from ftkit.models.special_tokens import embedding_module_names
@@ -88,7 +89,8 @@ def _apply_lora(model: nn.Module, adapter: LoraAdapter, new_token_ids: list[int]
         use_rslora=adapter.use_rslora,
         init_lora_weights=LORA_INITS[adapter.init],
         ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False)),
-        task_type="CAUSAL_LM",
+        # SEQ_CLS trains and saves a reward model's new score head in full beside the adapter.
+        task_type=head.task_type,
     )
     try:
         return _fast_lora(get_peft_model(model, config))
@@ -117,7 +119,9 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return best
 
 
-def _apply_freeze(model: nn.Module, adapter: FreezeAdapter, new_token_ids: list[int]) -> nn.Module:
+def _apply_freeze(
+    model: nn.Module, adapter: FreezeAdapter, new_token_ids: list[int], head: Head
+) -> nn.Module:
     from ftkit.models.special_tokens import embedding_module_names
 
     if new_token_ids:
@@ -135,6 +139,10 @@ def _apply_freeze(model: nn.Module, adapter: FreezeAdapter, new_token_ids: list[
     model.requires_grad_(False)
     for layer in list(layers)[-adapter.trainable_layers :]:
         layer.requires_grad_(True)
+    if head is not CAUSAL_LM:  # a new head learns from zero whatever else is frozen
+        for name in SCORE_MODULES:
+            if isinstance(getattr(model, name, None), nn.Module):
+                getattr(model, name).requires_grad_(True)
     for suffix in adapter.trainable_modules:
         matched = [m for name, m in model.named_modules() if name == suffix or name.endswith("." + suffix)]
         if not matched:
@@ -148,16 +156,18 @@ def apply_adapter(
     model: nn.Module,
     adapter: LoraAdapter | FullAdapter | FreezeAdapter,
     new_token_ids: list[int] | None = None,
+    head: Head = CAUSAL_LM,
 ) -> nn.Module:
     """Wrap or freeze the model as the adapter section says; logs the parameter counts.
 
     `new_token_ids` are tokens added for the chat template: their embedding rows are made trainable.
+    `head` is the model's head (models/heads.py): a reward model's score head always trains.
     """
     new_token_ids = new_token_ids or []
     if isinstance(adapter, LoraAdapter):
-        model = _apply_lora(model, adapter, new_token_ids)
+        model = _apply_lora(model, adapter, new_token_ids, head)
     elif isinstance(adapter, FreezeAdapter):
-        model = _apply_freeze(model, adapter, new_token_ids)
+        model = _apply_freeze(model, adapter, new_token_ids, head)
     else:
         model.requires_grad_(True)
     log.info("adapter %s: %s", adapter.type, count_parameters(model))

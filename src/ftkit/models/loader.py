@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import torch
 from ftkit.config.sections.model import ModelConfig
 from ftkit.errors import UserError
 from ftkit.models.attention import SEGMENTED, register_segmented_attention
+from ftkit.models.heads import CAUSAL_LM, Head, head_of_adapter, head_of_model
 from ftkit.models.runtime import Runtime, torch_dtype
 
 log = logging.getLogger(__name__)
@@ -91,15 +94,17 @@ def quantization_config(model: ModelConfig, runtime: Runtime) -> Any:
         ) from None
 
 
-def load_model(model: ModelConfig, runtime: Runtime, seed: int) -> Any:
-    """The causal LM in the runtime's dtype and attention, on the CPU (the trainer or caller places it);
-    random weights with model.from_scratch."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def load_model(model: ModelConfig, runtime: Runtime, seed: int, head: Head = CAUSAL_LM) -> Any:
+    """The model with `head` (a causal LM, or a reward model's score head on the same body) in the
+    runtime's dtype and attention, on the CPU (the trainer or caller places it); random weights with
+    model.from_scratch."""
+    from transformers import AutoConfig
 
+    model_class = head.model_class()
     name = model.name_or_path
     if model.trust_remote_code:
         log.warning("model.trust_remote_code is on: code shipped with %s runs in this process", name)
-    common = {"dtype": runtime.dtype, "trust_remote_code": model.trust_remote_code}
+    common = {"dtype": runtime.dtype, "trust_remote_code": model.trust_remote_code, **head.config}
     if runtime.attn_implementation == SEGMENTED:
         register_segmented_attention()
     if runtime.attn_implementation:
@@ -110,17 +115,44 @@ def load_model(model: ModelConfig, runtime: Runtime, seed: int) -> Any:
                 name, revision=model.revision, trust_remote_code=model.trust_remote_code
             )
             torch.manual_seed(seed)
-            loaded = AutoModelForCausalLM.from_config(config, **common)
+            for key, value in head.config.items():
+                setattr(config, key, value)
+            loaded = model_class.from_config(
+                config, **{k: v for k, v in common.items() if k not in head.config}
+            )
             log.info("initialized %s with random weights from its config (seed %d)", name, seed)
         else:
-            loaded = AutoModelForCausalLM.from_pretrained(
-                name, revision=model.revision, use_safetensors=None if model.allow_pickle else True, **common
-            )
+            with quiet_new_head(head):
+                loaded = model_class.from_pretrained(
+                    name,
+                    revision=model.revision,
+                    use_safetensors=None if model.allow_pickle else True,
+                    **common,
+                )
+            if head is not CAUSAL_LM:
+                log.info("%s: a %s head, newly initialized, on the pretrained body", name, head.name)
     except OSError as exc:
         raise UserError(f"cannot load model {name!r}: {exc}.{_hub_hint(name)}") from None
     except ValueError as exc:
         raise UserError(f"cannot load model {name!r}: {exc}") from None
     return loaded
+
+
+@contextlib.contextmanager
+def quiet_new_head(head: Head) -> Iterator[None]:
+    """transformers reports a new head's weights as missing from the checkpoint, which is expected for a
+    reward model built on a language model (the adapter or the training supplies them)."""
+    if head is CAUSAL_LM:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def attention_backend(model: Any) -> str:
@@ -145,21 +177,39 @@ def load_merged(
     revision: str | None = None,
     allow_pickle: bool = False,
 ) -> tuple[Any, Any]:
-    """Base and LoRA adapter loaded on the CPU and merged with peft: the model, and the trained tokenizer."""
+    """Base and LoRA adapter loaded on the CPU and merged with peft: the model (with the head the adapter
+    was trained with), and the trained tokenizer."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
     from ftkit.models.special_tokens import resize_embeddings
 
+    head = head_of_adapter(adapter)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            base,
-            dtype="auto" if dtype == "auto" else torch_dtype(dtype),
-            revision=revision,
-            use_safetensors=None if allow_pickle else True,
-        )
+        with quiet_new_head(head):
+            model = head.model_class().from_pretrained(
+                base,
+                dtype="auto" if dtype == "auto" else torch_dtype(dtype),
+                revision=revision,
+                use_safetensors=None if allow_pickle else True,
+                **head.config,
+            )
     except OSError as exc:
         raise UserError(f"cannot load the base model {base!r}: {exc}") from None
     tokenizer = trained_tokenizer(Path(adapter), base)
     resize_embeddings(model, tokenizer)  # the adapter holds the rows of the tokens training added
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload(), tokenizer
+
+
+def load_model_dir(path: str) -> tuple[Any, Any]:
+    """A saved model (with the head its config names) and its tokenizer."""
+    from transformers import AutoTokenizer
+
+    from ftkit.models.sources import looks_like_path
+
+    if looks_like_path(path) and not Path(path).is_dir():
+        raise UserError(f"model {path}: no such local folder")
+    try:
+        model = head_of_model(path).model_class().from_pretrained(path, use_safetensors=True)
+        return model, AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise UserError(f"cannot load a model from {path}: {exc}") from None

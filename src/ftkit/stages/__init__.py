@@ -6,11 +6,27 @@ Importing this package imports no trainer library: stages import TRL inside thei
 
 from __future__ import annotations
 
-from ftkit.stages import dpo, grpo, pt, sft
+from typing import TYPE_CHECKING
+
+from ftkit.data.formats import DATA_KINDS, check_entry, data_kind
+from ftkit.errors import UserError
+from ftkit.stages import dpo, grpo, kto, orpo, pt, rm, sft, simpo
 from ftkit.stages.spec import StageSpec
 from ftkit.tables import Table
 
-BUILTIN_STAGES = (pt.STAGE, sft.STAGE, dpo.STAGE, grpo.STAGE)
+if TYPE_CHECKING:
+    from ftkit.data.registry import DatasetSpec
+
+BUILTIN_STAGES = (
+    pt.STAGE,
+    sft.STAGE,
+    dpo.STAGE,
+    kto.STAGE,
+    orpo.STAGE,
+    simpo.STAGE,
+    rm.STAGE,
+    grpo.STAGE,
+)
 STAGES: Table[StageSpec] = Table("stage")
 
 
@@ -28,6 +44,20 @@ for _builtin in BUILTIN_STAGES:
 def get_stage(name: str) -> StageSpec:
     """The declaration of stage `name`; an unknown name is a user error with the choices."""
     return STAGES.lookup(name)
+
+
+def check_dataset(spec: DatasetSpec, stage: StageSpec) -> None:
+    """The registry entry is usable as it is (formats' check_entry) and holds the kind of examples
+    `stage` trains on; otherwise a user error naming the stages that take it."""
+    check_entry(spec)
+    kind = data_kind(spec)
+    if kind != stage.data:
+        takes = [name for name, other in STAGES.items() if other.data == kind]
+        raise UserError(
+            f"dataset {spec.name!r} holds {DATA_KINDS[kind]}; stage {stage.name} trains on "
+            f"{DATA_KINDS[stage.data]}. Use a dataset of that kind"
+            + (f", or a stage that takes this one: {', '.join(takes)}" if takes else "")
+        )
 
 
 def names_with(flag: str) -> list[str]:

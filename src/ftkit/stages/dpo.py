@@ -14,6 +14,7 @@ from ftkit.config.sections.base import Section
 from ftkit.data.processors import process_dpo
 from ftkit.data.shapes import PREFERENCE_PAIRS
 from ftkit.stages.common import trainer_inputs, trl_arguments
+from ftkit.stages.scores import score_pairs
 from ftkit.stages.spec import StageSpec, TrainerInputs
 
 if TYPE_CHECKING:
@@ -71,8 +72,9 @@ STAGE = StageSpec(
     shape=PREFERENCE_PAIRS,
     arguments=arguments,
     trainer=trainer,
-    preference=True,
+    data="ranking",
     section=DpoConfig,
+    evaluate=score_pairs,
     console=("loss", "rewards/margins", "rewards/accuracies", "learning_rate"),
     signal=("rewards/margins", True),
 )

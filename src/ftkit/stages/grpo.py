@@ -163,10 +163,17 @@ def arguments(recipe: Recipe, runtime: Runtime) -> Any:
         ) from None
 
 
-def reward_functions(recipe: Recipe) -> list[Any]:
-    """Callables for built-ins and imported functions; reward models go to TRL as paths."""
+def reward_functions(recipe: Recipe, tokenizer: Any, template: Any) -> list[Any]:
+    """Callables for built-ins, imported functions and reward models (stages/reward_model.py)."""
+    from ftkit.stages.reward_model import reward_model_function
+    from ftkit.templates import token_variables
+
+    stops = template.stop_strings(token_variables(tokenizer))
+    end_of_turn = stops[0] if stops else (tokenizer.eos_token or "")
     return [
-        reward.model if reward.model is not None else resolve_reward(reward.name or "", reward.params)
+        reward_model_function(reward.model, end_of_turn)
+        if reward.model is not None
+        else resolve_reward(reward.name or "", reward.params)
         for reward in recipe.grpo.reward_funcs
     ]
 
@@ -180,7 +187,9 @@ def trainer(inputs: TrainerInputs) -> Any:
     tokenizer.padding_side = "left"  # completions are appended to left-padded prompts
     # Sampling ends at the template's end-of-turn token, not only at the tokenizer's eos.
     inputs.args.generation_kwargs = {"eos_token_id": stop_token_ids(tokenizer, inputs.template)}
-    return GRPOTrainer(**trainer_inputs(inputs), reward_funcs=reward_functions(inputs.recipe))
+    return GRPOTrainer(
+        **trainer_inputs(inputs), reward_funcs=reward_functions(inputs.recipe, tokenizer, inputs.template)
+    )
 
 
 STAGE = StageSpec(

@@ -25,7 +25,7 @@ from ftkit.metrics import exact_match_score, label_match_score, numeric_match_sc
 Score = float | None
 
 
-def _text(completion: Any) -> str:
+def completion_text(completion: Any) -> str:
     """A completion as text (TRL passes strings for text prompts, message lists for chat prompts)."""
     if isinstance(completion, list):
         return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
@@ -37,7 +37,7 @@ def _against_reference(score: Callable[[str, str], float | None]) -> Callable[..
 
     def reward(completions: Sequence[Any], reference: Sequence[str | None], **_: Any) -> list[Score]:
         return [
-            None if ref is None else score(_text(c), ref)
+            None if ref is None else score(completion_text(c), ref)
             for c, ref in zip(completions, reference, strict=True)
         ]
 
@@ -54,12 +54,12 @@ label_match = _against_reference(label_match_score)
 def format_match(completions: Sequence[Any], pattern: str, **_: Any) -> list[Score]:
     """1 when the completion matches the regular expression `pattern` (re.search, dot matches newline)."""
     compiled = re.compile(pattern, re.DOTALL)
-    return [float(compiled.search(_text(c)) is not None) for c in completions]
+    return [float(compiled.search(completion_text(c)) is not None) for c in completions]
 
 
 def length_penalty(completions: Sequence[Any], max_chars: int = 1000, **_: Any) -> list[Score]:
     """Minus the completion's length as a share of max_chars (0 for empty, -1 at max_chars or longer)."""
-    return [-min(len(_text(c)) / max_chars, 1.0) for c in completions]
+    return [-min(len(completion_text(c)) / max_chars, 1.0) for c in completions]
 
 
 _THINK = re.compile(r"\s*<think>(?P<thought>.*?)</think>(?P<answer>.*)", re.DOTALL)
@@ -70,7 +70,7 @@ def think_format(completions: Sequence[Any], **_: Any) -> list[Score]:
     """1 when the completion is one `<think>...</think>` block of reasoning followed by an answer."""
     scores = []
     for completion in completions:
-        text = _text(completion)
+        text = completion_text(completion)
         found = _THINK.fullmatch(text)
         good = (
             found is not None
@@ -101,7 +101,7 @@ def code_tests(
     from ftkit.sandbox import Limits, run_many
 
     wanted = [i for i, tests in enumerate(reference) if tests]
-    programs = [completion_code(_text(completions[i])) + "\n\n" + str(reference[i]) for i in wanted]
+    programs = [completion_code(completion_text(completions[i])) + "\n\n" + str(reference[i]) for i in wanted]
     outcomes = run_many(programs, Limits(timeout_s=timeout_s, memory_mb=memory_mb)) if programs else []
     scores: list[Score] = [None] * len(completions)
     for index, outcome in zip(wanted, outcomes, strict=True):

@@ -31,6 +31,7 @@ from ftkit.stages.spec import StageSpec, TrainerInputs
 from ftkit.summary import RunSummary, summarize_run
 
 log = logging.getLogger(__name__)
+REFERENCE_ADAPTER = "ref"
 
 
 def run_stage(
@@ -69,9 +70,9 @@ def run_stage(
         saved = recipe.model.model_copy(
             update={"name_or_path": str(start.scratch_base), "from_scratch": False}
         )
-        model = load_model(saved, runtime, recipe.train.seed)
+        model = load_model(saved, runtime, recipe.train.seed, stage.head)
     else:
-        model = load_model(recipe.model, runtime, recipe.train.seed)
+        model = load_model(recipe.model, runtime, recipe.train.seed, stage.head)
     resize_embeddings(model, tokenizer, bundle.new_token_ids)
     if fused := use_fused_rms_norm(model):
         log.debug("%d RMSNorm layers run as one kernel (models/fused_norm.py)", fused)
@@ -88,7 +89,7 @@ def run_stage(
                     model.save_pretrained(staging)
                     tokenizer.save_pretrained(staging)
             model.config._name_or_path = str(base_model.resolve())
-        model = apply_adapter(model, recipe.adapter, bundle.new_token_ids)
+        model = apply_adapter(model, recipe.adapter, bundle.new_token_ids, stage.head)
         initial_adapter = None
         if getattr(recipe.adapter, "init", "default") in RESIDUAL_INITS:
             initial_adapter = Path(recipe.train.output_dir) / INITIAL_ADAPTER
@@ -217,11 +218,18 @@ def save_final(
     trainer.save_model(str(staging))
     if not context.is_main:
         return []
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if REFERENCE_ADAPTER in getattr(model, "peft_config", {}):
+        # TRL's kto/dpo/grpo keep the starting adapter beside the trained one as their reference policy
+        # (a copy, not trained): the run's output is the trained adapter alone.
+        shutil.rmtree(staging / REFERENCE_ADAPTER, ignore_errors=True)
     if initial_adapter is not None:
         # A residual initialization (pissa, olora) trained against a changed base: saved again, converted by
         # peft into an adapter of the original base, which is what users load and `ftkit export` merges.
-        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(
-            str(staging), path_initial_model_for_weight_conversion=str(initial_adapter)
+        model.save_pretrained(
+            str(staging),
+            path_initial_model_for_weight_conversion=str(initial_adapter),
+            selected_adapters=["default"],
         )
     moved = publish(staging, output_dir)
     trainer.state.save_to_json(str(output_dir / "trainer_state.json"))

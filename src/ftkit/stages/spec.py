@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from ftkit.data.formats import DATA_KINDS
 from ftkit.data.shapes import DataShape
+from ftkit.models.heads import CAUSAL_LM, Head
 
 if TYPE_CHECKING:
     from ftkit.config.recipe import Recipe
@@ -51,10 +53,13 @@ class StageSpec:
     """The TrainingArguments subclass (SFTConfig, DPOConfig, ...) for a recipe."""
     trainer: Callable[[TrainerInputs], Any]
     """The trainer (TRL's, or a subclass)."""
+    head: Head = CAUSAL_LM
+    """The model's head (models/heads.py): the language-model head, or a reward model's score head."""
     needs_template: bool = True
     """Formats conversations with a chat template (model.template required)."""
-    preference: bool = False
-    """Trains on preference data (registry entries with ranking: true); other stages refuse it."""
+    data: str = "answers"
+    """The kind of examples it trains on (data/formats DATA_KINDS): answers, ranking (entries with ranking:
+    true) or feedback (entries with columns.kto_tag). Entries of another kind are refused at check."""
     packing: bool = False
     """Accepts data.packing."""
     streaming: bool = False
@@ -66,6 +71,9 @@ class StageSpec:
     """The recipe section named after the stage (e.g. `dpo:`), with the stage's own settings."""
     check: Callable[[Recipe], None] | None = None
     """Rules across recipe sections, run when a recipe is validated; raises ConfigConflict."""
+    evaluate: Callable[[Any, Any, int, int], dict[str, float]] | None = None
+    """`ftkit eval`'s scores for the stage: `evaluate(model, processed_eval_split, pad_id, batch_size)`
+    (stages/scores.py); None scores answers by the recipe's eval.metrics."""
     console: tuple[str, ...] = ("loss", "grad_norm", "learning_rate")
     """The logged metrics shown on the console (patterns such as `rewards/*/mean`; their eval_ versions
     too). Everything the trainer logs still goes to trainer_state.json and the trackers."""
@@ -82,10 +90,12 @@ class StageSpec:
         for field in ("process", "arguments", "trainer"):
             if not callable(getattr(self, field)):
                 problems.append(f"{field} must be a function, got {getattr(self, field)!r}")
-        for field in ("regroup", "check"):
+        for field in ("regroup", "check", "evaluate"):
             value = getattr(self, field)
             if value is not None and not callable(value):
                 problems.append(f"{field} must be a function or None, got {value!r}")
+        if self.data not in DATA_KINDS:
+            problems.append(f"data must be one of {', '.join(DATA_KINDS)}, got {self.data!r}")
         if not isinstance(self.shape, DataShape):
             problems.append(f"shape must be a DataShape (data/shapes.py), got {self.shape!r}")
         if self.section is not None and not (

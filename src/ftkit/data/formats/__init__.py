@@ -4,7 +4,7 @@ module and listed in BUILTIN_FORMATS. Adding a format is its module plus one ent
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ftkit.data.formats.alpaca import ALPACA
 from ftkit.data.formats.base import (
@@ -17,6 +17,7 @@ from ftkit.data.formats.base import (
     Row,
     Skip,
     example,
+    row_feedback,
     row_system,
     row_variables,
     text_value,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ftkit.data.registry import DatasetSpec
 
 __all__ = [
+    "DATA_KINDS",
     "EXAMPLE_FIELDS",
     "FORMATS",
     "BadRow",
@@ -39,8 +41,10 @@ __all__ = [
     "Row",
     "Skip",
     "check_entry",
+    "data_kind",
     "example",
     "register_format",
+    "row_feedback",
     "row_system",
     "row_variables",
     "text_value",
@@ -59,9 +63,24 @@ for _builtin in BUILTIN_FORMATS:
     register_format(_builtin)
 
 
-def check_entry(spec: DatasetSpec, stage: Any = None) -> None:
-    """Registry fields set on the entry that its format would ignore are an error, not silently dropped;
-    with `stage` (a StageSpec), the entry must also hold the kind of data that stage trains on."""
+DATA_KINDS = {
+    "answers": "conversations ending with the answer to learn, or documents",
+    "ranking": "a chosen and a rejected answer per prompt (entries with ranking: true)",
+    "feedback": "single answers labelled desirable or not (entries with columns.kto_tag)",
+}
+"""What an entry's examples hold; a stage declares which kind it trains on (StageSpec.data)."""
+
+
+def data_kind(spec: DatasetSpec) -> str:
+    """The kind of examples the entry yields (a key of DATA_KINDS)."""
+    if spec.ranking:
+        return "ranking"
+    return "feedback" if spec.columns.kto_tag else "answers"
+
+
+def check_entry(spec: DatasetSpec) -> None:
+    """Registry fields set on the entry that its format would ignore are an error, not silently dropped
+    (the stage table checks the kind of data a stage trains on: stages.check_dataset)."""
     fmt = FORMATS[spec.formatting]
     unused = [name for name in spec.model_fields_set if name not in (*COMMON_FIELDS, *fmt.options, "tags")]
     if "tags" in spec.model_fields_set and not fmt.uses_tags:
@@ -72,14 +91,6 @@ def check_entry(spec: DatasetSpec, stage: Any = None) -> None:
         raise UserError(
             f"dataset {spec.name!r}: {', '.join(sorted(set(unused)))} does not apply to formatting "
             f"{spec.formatting}; remove it or change the formatting"
-        )
-    if stage is not None and stage.preference and not spec.ranking:
-        raise UserError(
-            f"dataset {spec.name!r} has no chosen/rejected answers; stage {stage.name} needs ranking: true data"
-        )
-    if stage is not None and not stage.preference and spec.ranking:
-        raise UserError(
-            f"dataset {spec.name!r} is preference data (ranking: true); stage {stage.name} cannot train on it"
         )
     if spec.file_name and "split" in spec.model_fields_set and spec.split != "train":
         raise UserError(

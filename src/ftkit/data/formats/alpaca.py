@@ -58,7 +58,7 @@ ALPACA = Format(
     "alpaca",
     convert,
     _required,
-    columns=("prompt", "query", "response", "history", "system", "chosen", "rejected"),
+    columns=("prompt", "query", "response", "history", "system", "chosen", "rejected", "kto_tag"),
     ranking=True,
     description="instruction (+ input) -> output, with history; chosen/rejected with ranking",
 )

@@ -2,7 +2,8 @@
 
 The normalized example has the same fields for every format, so datasets of any format can be mixed:
 `system` (str | None), `messages` ([{role, content}], ending with the answer for supervised data),
-`chosen` / `rejected` (preference answers), `text` (a document, for pretraining) and `tools` (JSON).
+`chosen` / `rejected` (preference answers), `feedback` (whether the answer is desirable, for unpaired
+feedback: KTO), `text` (a document, for pretraining) and `tools` (JSON).
 A converter raises BadRow when a row cannot be used (the pipeline names dataset and row), or Skip when
 a row carries nothing to learn from by design (an empty line of a text corpus), which is counted.
 """
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 Example = dict[str, Any]
-EXAMPLE_FIELDS = ("system", "messages", "chosen", "rejected", "text", "tools", "variables")
+EXAMPLE_FIELDS = ("system", "messages", "chosen", "rejected", "feedback", "text", "tools", "variables")
 
 
 class BadRow(ValueError):
@@ -90,12 +91,14 @@ def example(
     text: str | None = None,
     tools: str | None = None,
     variables: str | None = None,
+    feedback: bool | None = None,
 ) -> Example:
     return {
         "system": system,
         "messages": messages or [],
         "chosen": chosen,
         "rejected": rejected,
+        "feedback": feedback,
         "text": text,
         "tools": tools,
         "variables": variables,
@@ -119,6 +122,26 @@ def row_variables(row: Row, spec: DatasetSpec) -> str | None:
         key: str(item).lower() if isinstance(item, bool) else str(item) for key, item in value.items()
     }
     return json.dumps(variables, sort_keys=True) if variables else None
+
+
+FEEDBACK_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def row_feedback(row: Row, spec: DatasetSpec) -> bool | None:
+    """The row's unpaired-feedback label (columns.kto_tag): true when the answer is desirable."""
+    column = spec.columns.kto_tag
+    if not column:
+        return None
+    value = row.get(column)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in FEEDBACK_WORDS:
+        return FEEDBACK_WORDS[value.strip().lower()]
+    raise BadRow(
+        f"kto_tag column {column!r} holds {value!r}; expected true or false (desirable answer or not)"
+    )
 
 
 def text_value(row: Row, column: str, what: str, allow_empty: bool = False) -> str:

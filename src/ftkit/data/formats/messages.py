@@ -172,7 +172,7 @@ def _messages_format(name: str, description: str) -> Format:
         name,
         convert,
         _required,
-        columns=("messages", "system", "tools", "chosen", "rejected"),
+        columns=("messages", "system", "tools", "chosen", "rejected", "kto_tag"),
         uses_tags=True,
         ranking=True,
         description=description,
