@@ -331,6 +331,43 @@ def test_luspo_needs_sequence_level_ratios(tmp_path, pretrained):
     assert result.returncode == 2 and "set grpo.importance_sampling_level: sequence" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("generation", "expected"),
+    [
+        ("vllm_colocate", {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.5}),
+        (
+            "vllm_server",
+            {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "http://gpu-2:8000"},
+        ),
+        ("transformers", {"use_vllm": False}),
+    ],
+)
+def test_grpo_generation_backend_reaches_trls_config(tmp_path, pretrained, generation, expected):
+    from ftkit.config import load_recipe
+    from ftkit.models.runtime import resolve_runtime
+    from ftkit.stages import get_stage
+
+    path = grpo_recipe(tmp_path, pretrained, ["length_penalty"])
+    overrides = [f"grpo.generation={generation}"]
+    if generation == "vllm_colocate":
+        overrides.append("grpo.vllm_gpu_memory_utilization=0.5")
+    if generation == "vllm_server":
+        overrides.append("grpo.vllm_server_url=http://gpu-2:8000")
+    recipe = load_recipe(path, overrides)
+    args = get_stage("grpo").arguments(recipe, resolve_runtime(recipe))
+    for key, value in expected.items():
+        assert getattr(args, key) == value, key
+
+
+def test_vllm_generation_without_vllm_or_a_gpu_is_refused_at_check(tmp_path, pretrained):
+    result = run_cli(
+        "check", str(grpo_recipe(tmp_path, pretrained, ["length_penalty"])), "grpo.generation=vllm_colocate"
+    )
+    assert result.returncode == 2
+    assert "grpo.generation: vllm_colocate needs a CUDA GPU and this run is on cpu" in result.stderr
+    assert "grpo.generation vllm_colocate needs vllm: pip install 'ftkit[vllm]'" in result.stderr
+
+
 def test_grpo_unknown_reward_is_a_user_error(tmp_path, pretrained):
     result = run_cli("check", str(grpo_recipe(tmp_path, pretrained, ["exact_mach"])), "-q")
     assert (

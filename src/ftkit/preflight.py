@@ -144,6 +144,12 @@ def _runtime(recipe: Recipe, found: Preflight, device: str | None) -> None:
         f"{runtime.device}{where}, precision {runtime.precision}, weights {runtime.dtype}, attention {attention}"
         + ", Liger kernels" * runtime.liger_kernels,
     )
+    if recipe.stage == "grpo" and recipe.grpo.generation != "transformers" and runtime.device != "cuda":
+        raise UserError(
+            f"grpo.generation: {recipe.grpo.generation} needs a CUDA GPU and this run is on {runtime.device}: "
+            "vLLM's CPU build cannot take the trained weights back into its engine after a step. Use "
+            "grpo.generation: transformers here"
+        )
 
 
 def _packages(recipe: Recipe, found: Preflight) -> None:
@@ -158,6 +164,8 @@ def _packages(recipe: Recipe, found: Preflight) -> None:
             needs[family] = f"train.optim {recipe.train.optim}"
     if recipe.distributed.deepspeed:
         needs["deepspeed"] = "distributed.deepspeed"
+    if recipe.stage == "grpo" and recipe.grpo.generation != "transformers":
+        needs["vllm"] = f"grpo.generation {recipe.grpo.generation}"
     for tracker in recipe.logging.report_to:
         if tracker != "none":
             needs[tracker] = f"logging.report_to {tracker}"

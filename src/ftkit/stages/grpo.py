@@ -86,6 +86,25 @@ class GrpoConfig(Section):
     """Optimization passes over each generated batch (the algorithm's mu); above 1 the importance ratio and
     its clipping come into play, and generation is amortized over several updates."""
 
+    generation: Literal["transformers", "vllm_colocate", "vllm_server"] = "transformers"
+    """What samples the completions: transformers' generate in the training process; vllm_colocate: a
+    vLLM engine in each training process, sharing its GPU (much faster sampling; needs vLLM and a CUDA
+    GPU); vllm_server: a separate `trl vllm-serve --model <base>` on other GPUs, which receives the
+    weights after each step."""
+    vllm_server_url: str | None = None
+    """vllm_server: the server's address (TRL's default: http://0.0.0.0:8000)."""
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    """vllm_colocate: the share of the GPU's memory vLLM reserves beside training."""
+
+    @model_validator(mode="after")
+    def _vllm_settings(self) -> GrpoConfig:
+        if self.vllm_server_url is not None and self.generation != "vllm_server":
+            raise ConfigConflict(
+                ("grpo.vllm_server_url", "grpo.generation"),
+                "grpo.vllm_server_url applies to grpo.generation: vllm_server",
+            )
+        return self
+
     @model_validator(mode="after")
     def _sequence_losses(self) -> GrpoConfig:
         if self.loss_type == "luspo" and self.importance_sampling_level != "sequence":
@@ -152,6 +171,7 @@ def arguments(recipe: Recipe, runtime: Runtime) -> Any:
             scale_rewards=grpo.scale_rewards,
             mask_truncated_completions=grpo.mask_truncated_completions,
             num_iterations=grpo.num_iterations,
+            **vllm_arguments(grpo),
             reward_weights=[reward.weight for reward in grpo.reward_funcs],
             remove_unused_columns=False,  # the rewards read the dataset's reference column
         )
@@ -161,6 +181,18 @@ def arguments(recipe: Recipe, runtime: Runtime) -> Any:
             f"stage grpo cannot run with these batch sizes: {exc} Adjust train.per_device_train_batch_size, "
             "train.gradient_accumulation_steps, train.per_device_eval_batch_size or grpo.num_generations."
         ) from None
+
+
+def vllm_arguments(grpo: GrpoConfig) -> dict[str, Any]:
+    """TRL's vLLM settings for grpo.generation (nothing for transformers)."""
+    if grpo.generation == "transformers":
+        return {}
+    found: dict[str, Any] = {"use_vllm": True, "vllm_mode": grpo.generation.removeprefix("vllm_")}
+    if grpo.generation == "vllm_colocate":
+        found["vllm_gpu_memory_utilization"] = grpo.vllm_gpu_memory_utilization
+    elif grpo.vllm_server_url is not None:
+        found["vllm_server_base_url"] = grpo.vllm_server_url
+    return found
 
 
 def reward_functions(recipe: Recipe, tokenizer: Any, template: Any) -> list[Any]:
