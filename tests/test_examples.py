@@ -108,6 +108,25 @@ def test_dpo_demo_widens_the_margin(checkout, quickstart):
     assert run["signal"] == "rewards/margins" and run["first"] == 0 and run["last"] > 0.3
 
 
+@pytest.mark.parametrize("stage", ["kto", "orpo", "simpo"])
+def test_preference_demos_widen_the_margin(checkout, quickstart, stage):
+    train(checkout, f"{stage}_demo.yaml")
+    run = summary(checkout, f"{stage}-demo")
+    assert run["signal"] == "rewards/margins" and run["last"] > run["first"] + 0.05, run
+
+
+def test_reward_model_demo_ranks_its_pairs(checkout, quickstart):
+    exported = run_cli("export", "examples/quickstart.yaml", cwd=checkout)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    train(checkout, "rm_demo.yaml")
+    run = summary(checkout, "rm-demo")
+    assert run["signal"] == "accuracy" and run["last"] > 0.75
+    result = run_cli("eval", "examples/rm_demo.yaml", "--compare-base", cwd=checkout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads((checkout / "outputs/rm-demo/eval_results.json").read_text())
+    assert scores["fine_tuned"]["reward_accuracy"] > 0.75 > scores["base"]["reward_accuracy"]
+
+
 def test_grpo_demo_raises_the_reward(checkout, quickstart):
     result = train(checkout, "grpo_demo.yaml")
     run = summary(checkout, "grpo-demo")
