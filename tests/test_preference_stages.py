@@ -239,3 +239,22 @@ def test_stage_trains_on_llamafactory_demo_data_unchanged(tmp_path, stage, datas
     split = run["data"]["splits"]["train"]
     assert split["examples"] > rows // 2
     assert split["examples"] + sum(split["skipped"].values()) == rows
+
+
+@pytest.mark.parametrize(("stage", "dataset"), [("kto", "feedback"), ("rm", "pairs")])
+def test_kill_and_resume_continues_the_same_run(tmp_path, judged, stage, dataset):
+    """KTO's shuffled order and KL pairs, and a reward model's new head, come back exactly on resume."""
+    from tests.pause_at import kill, start_paused
+
+    settings = {"max_steps": 6, "logging_steps": 1, "save_strategy": "steps", "save_steps": 3}
+    path = recipe(tmp_path, stage, dataset, judged, train=settings)
+    whole = tmp_path / "whole"
+    train(path, f"train.output_dir={whole}")
+    killed = tmp_path / "run"
+    kill(
+        start_paused(tmp_path, "transformers.trainer:Trainer.training_step", 5, "before", "train", str(path))
+    )
+    assert (killed / "checkpoint-3" / "trainer_state.json").is_file()
+    result = train(path, "train.resume_from_checkpoint=latest")
+    assert "checkpoint-3" in result.stderr
+    assert logged(killed, "loss") == pytest.approx(logged(whole, "loss"), rel=1e-5)
