@@ -118,7 +118,7 @@ def sft(work: Path, base: Path, **changes: dict) -> dict:
             "qlora-4bit",
             {
                 "model": {"quantization": {"bits": 4, "quant_type": "nf4", "double_quant": True}},
-                "train": {"optim": "paged_adamw_8bit", "learning_rate": 1.0e-2},
+                "train": {"optim": "paged_adamw_8bit", "learning_rate": 3.0e-3, "max_steps": 40},
             },
             "adapter_model.safetensors",
         ),

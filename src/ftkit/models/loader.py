@@ -122,6 +122,10 @@ def load_model(model: ModelConfig, runtime: Runtime, seed: int, head: Head = CAU
             )
             log.info("initialized %s with random weights from its config (seed %d)", name, seed)
         else:
+            quantized = quantization_config(model, runtime)
+            if quantized is not None:
+                # bitsandbytes quantizes while loading, on the device the weights are loaded to.
+                common |= {"quantization_config": quantized, "device_map": _device_index(runtime)}
             with quiet_new_head(head):
                 loaded = model_class.from_pretrained(
                     name,
@@ -129,6 +133,8 @@ def load_model(model: ModelConfig, runtime: Runtime, seed: int, head: Head = CAU
                     use_safetensors=None if model.allow_pickle else True,
                     **common,
                 )
+            if quantized is not None:
+                log.info("%s loaded in %d-bit (bitsandbytes %s)", name, model.quantization.bits, _kind(model))
             if head is not CAUSAL_LM:
                 log.info("%s: a %s head, newly initialized, on the pretrained body", name, head.name)
     except OSError as exc:
@@ -153,6 +159,25 @@ def quiet_new_head(head: Head) -> Iterator[None]:
         yield
     finally:
         hf_logging.set_verbosity(level)
+
+
+def _device_index(runtime: Runtime) -> Any:
+    # Under torchrun the trainer arguments have already selected this process's GPU.
+    return torch.cuda.current_device() if runtime.device == "cuda" else runtime.device
+
+
+def loaded_bits(model: Any) -> int | None:
+    """4 or 8 when the loaded weights are bitsandbytes-quantized (what the run records), else None."""
+    if getattr(model, "is_loaded_in_4bit", False):
+        return 4
+    return 8 if getattr(model, "is_loaded_in_8bit", False) else None
+
+
+def _kind(model: ModelConfig) -> str:
+    quant = model.quantization
+    if quant is None or quant.bits == 8:
+        return "LLM.int8"
+    return quant.quant_type + (", double quantization" if quant.double_quant else "")
 
 
 def attention_backend(model: Any) -> str:

@@ -22,7 +22,7 @@ from ftkit.errors import UserError
 from ftkit.modelcard import write_model_card
 from ftkit.models.adapters import RESIDUAL_INITS, apply_adapter, count_parameters, save_initial_adapter
 from ftkit.models.fused_norm import use_fused_rms_norm
-from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template
+from ftkit.models.loader import attention_backend, load_model, load_tokenizer_and_template, loaded_bits
 from ftkit.models.runtime import resolve_runtime
 from ftkit.models.special_tokens import resize_embeddings
 from ftkit.resume import StartPlan, check_data_unchanged
@@ -102,7 +102,8 @@ def run_stage(
             precision=runtime.precision,
             dtype=str(runtime.dtype).removeprefix("torch."),
             attn_implementation=attention_backend(model),
-            quantization=f"{recipe.model.quantization.bits}-bit" if recipe.model.quantization else None,
+            # What the loaded weights are, not what the recipe asked for.
+            quantization=f"{bits}-bit" if (bits := loaded_bits(model)) else None,
             parameters={"total": parameters.total, "trainable": parameters.trainable},
             template=template.name if template is not None else None,
             data=data.report.as_dict(),
