@@ -113,7 +113,7 @@ def test_kill_mid_step_then_resume_latest(tmp_path, tiny_model_dir, uninterrupte
 
     result = train_ok(recipe, "train.resume_from_checkpoint=latest")
     assert "resuming from" in result.stderr and "checkpoint-4" in result.stderr
-    assert "loading the run's saved random base" in result.stderr
+    assert "loading the base the run saved" in result.stderr
     assert digest(run / "base_model" / "model.safetensors") == base  # reused, never rebuilt
     run_record = json.loads((run / "run.json").read_text())
     assert run_record["status"] == "completed" and run_record["resumed_from"].endswith("checkpoint-4")

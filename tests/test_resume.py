@@ -89,7 +89,7 @@ def test_a_from_scratch_base_is_reused_on_resume_and_the_recipe_is_compared(tmp_
     result = run_cli("train", str(recipe), "train.resume_from_checkpoint=latest", "train.logging_steps=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming with changed train.logging_steps (1 -> 2)\n" in result.stderr
-    assert "loading the run's saved random base" in result.stderr
+    assert "loading the base the run saved" in result.stderr
     assert digest(run / "base_model" / "model.safetensors") == base
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
 

@@ -576,6 +576,81 @@ def test_a_residual_lora_init_is_saved_for_the_original_base(tmp_path, tiny_mode
     assert torch.allclose(logits(merged), logits(trained), atol=1e-4)
 
 
+@pytest.mark.parametrize("bits", [4, 8])
+def test_loftq_starts_closer_to_the_full_precision_model_than_quantizing_alone(tiny_model_dir, bits):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftkit.config.sections.model import QuantizationConfig
+    from ftkit.models.loftq import initialize, quantized
+
+    quant = QuantizationConfig(bits=bits)
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3, 11, 64]])
+
+    def logits(model):
+        with torch.no_grad():
+            return model(input_ids=ids).logits
+
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    reference = logits(original)
+    config = LoraConfig(r=8, lora_alpha=32, target_modules="all-linear")  # scaling 4, divided out of B
+    adapted = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), config
+    )
+    assert initialize(adapted, quant, iterations=2) == 14  # 7 linear layers in each of the 2 blocks
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    for name, module in plain.named_modules():
+        if isinstance(module, torch.nn.Linear) and name != "lm_head":
+            module.weight.data = quantized(module.weight.data, quant)
+    loftq_error = (logits(adapted) - reference).abs().max()
+    quantized_error = (logits(plain) - reference).abs().max()
+    assert loftq_error < 0.8 * quantized_error, (loftq_error, quantized_error)
+    layer = adapted.base_model.model.model.layers[0].self_attn.q_proj
+    rebuilt = (
+        layer.get_base_layer().weight + 4 * layer.lora_B["default"].weight @ layer.lora_A["default"].weight
+    )
+    weight = original.model.layers[0].self_attn.q_proj.weight
+    assert (rebuilt - weight).norm() < 0.9 * (layer.get_base_layer().weight - weight).norm()
+
+
+def test_loftq_run_keeps_its_quantized_base_and_exports_to_the_adapters_logits(tmp_path, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tests.test_resume import recipe_file
+
+    recipe = recipe_file(tmp_path, tiny_model_dir, max_steps=3, save_steps=3, learning_rate=1.0e-2)
+    options = ["adapter.init=loftq", "adapter.dropout=0", "model.quantization.bits=4"]
+    result = train(recipe, *options)
+    assert "LoftQ: 14 layers start at their 4-bit nf4 quantization plus a rank-4 correction" in result.stderr
+    run = tmp_path / "run"
+    record = json.loads((run / "run.json").read_text())
+    assert record["base_model"] == "base_model" and record["quantization"] == "4-bit"
+    assert json.loads((run / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        (run / "base_model").resolve()
+    )
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+
+    def logits(model):
+        with torch.no_grad():
+            return model(input_ids=ids).logits
+
+    quantized_base = AutoModelForCausalLM.from_pretrained(run / "base_model", dtype=torch.float32)
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert not torch.allclose(
+        quantized_base.model.layers[0].mlp.up_proj.weight, original.model.layers[0].mlp.up_proj.weight
+    )
+    trained = logits(PeftModel.from_pretrained(quantized_base, run))
+    exported = run_cli("export", str(recipe), *options)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    merged = AutoModelForCausalLM.from_pretrained(run / "merged", dtype=torch.float32)
+    assert torch.allclose(logits(merged), trained, atol=1e-5)
+    refused = run_cli("check", str(recipe), "adapter.init=loftq")
+    assert refused.returncode == 2 and "set model.quantization (QLoRA)" in refused.stderr
+
+
 @pytest.mark.parametrize("optim", ["galore_adamw", "apollo_adamw"])
 def test_memory_saving_optimizers_train_full_weights(tmp_path, tiny_model_dir, optim):
     import torch

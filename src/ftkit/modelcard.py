@@ -58,11 +58,13 @@ def _data_rows(data: dict[str, Any]) -> list[str]:
 
 def model_card(recipe: Recipe, run: dict[str, Any], summary: RunSummary) -> str:
     base = run.get("base_model") or recipe.model.name_or_path
-    shown_base = (
-        f"the random initial weights saved in `{SCRATCH_BASE}/` ({recipe.model.name_or_path} config)"
-        if base == SCRATCH_BASE
-        else f"`{base}`"
-    )
+    shown_base = f"`{base}`"
+    if base == SCRATCH_BASE and recipe.model.from_scratch:
+        shown_base = (
+            f"the random initial weights saved in `{SCRATCH_BASE}/` ({recipe.model.name_or_path} config)"
+        )
+    elif base == SCRATCH_BASE:
+        shown_base = f"`{recipe.model.name_or_path}` as LoftQ quantized it, saved in `{SCRATCH_BASE}/`"
     lines = [
         _front_matter(recipe, base),
         f"# {recipe.logging.run_name}",

@@ -219,12 +219,13 @@ def _resume(recipe: Recipe, state: RunDirState) -> StartPlan:
     plan.changes = [change for change in changes if change.key not in RUN_CONTROL_KEYS]
     run = read_run(owner) or {}
     plan.recorded_data = (run.get("data") or {}).get("inputs")
-    if recipe.model.from_scratch and recipe.adapter.type == "lora":
+    if recipe.keeps_base:
         base = owner / SCRATCH_BASE
         if not (base / "config.json").is_file() or not any(base.glob("*.safetensors")):
             raise UserError(
-                f"train.resume_from_checkpoint: the run in {owner} trained its adapter on a random base saved "
-                f"in {base}, which is missing or incomplete; without it the adapter cannot be continued"
+                f"train.resume_from_checkpoint: the run in {owner} trained its adapter on a base it saved in "
+                f"{base} (random, or quantized by LoftQ), which is missing or incomplete; without it the "
+                "adapter cannot be continued"
             )
         plan.scratch_base = base
     return plan
@@ -278,7 +279,7 @@ def follow_plan(recipe: Recipe) -> StartPlan:
     if checkpoint is None:
         return StartPlan("new", state)
     plan = StartPlan("resume", state, checkpoint)
-    if recipe.model.from_scratch and recipe.adapter.type == "lora":
+    if recipe.keeps_base:
         plan.scratch_base = checkpoint.resolve().parent / SCRATCH_BASE
     return plan
 

@@ -55,6 +55,7 @@ class Recipe(Section):
     def _cross_section(self) -> Recipe:
         self._check_stage_needs()
         self._check_quantization()
+        self._check_loftq()
         self._check_loraplus()
         self._check_projected_optimizer()
         self._check_eval()
@@ -64,6 +65,14 @@ class Recipe(Section):
         if check is not None:
             check(self)  # after the defaults: stage rules may need derived values (eval batch size)
         return self
+
+    @property
+    def keeps_base(self) -> bool:
+        """The run saves the base its adapter belongs to (runfiles.SCRATCH_BASE): a from-scratch LoRA run's
+        random base, or LoftQ's quantized base."""
+        return self.adapter.type == "lora" and (
+            self.model.from_scratch or getattr(self.adapter, "init", None) == "loftq"
+        )
 
     def other_stage_sections(self) -> set[str]:
         """The sections of the stages this recipe does not train (they hold only defaults)."""
@@ -123,6 +132,27 @@ class Recipe(Section):
                 ("train.optim", "adapter.type"),
                 f"train.optim {train.optim} saves memory when full weights train; with a LoRA adapter use "
                 "adapter.type: full (or freeze), or a plain optimizer",
+            )
+
+    def _check_loftq(self) -> None:
+        adapter = self.adapter
+        if getattr(adapter, "init", None) != "loftq":
+            if "loftq_iterations" in getattr(adapter, "model_fields_set", ()):
+                raise ConfigConflict(
+                    "adapter.loftq_iterations", "adapter.loftq_iterations applies to adapter.init: loftq"
+                )
+            return
+        if self.model.quantization is None:
+            raise ConfigConflict(
+                ("adapter.init", "model.quantization"),
+                "adapter.init: loftq starts the adapter where it cancels the base's quantization error: set "
+                "model.quantization (QLoRA), or choose another adapter.init",
+            )
+        if adapter.use_dora or adapter.init_from:
+            key = "adapter.use_dora" if adapter.use_dora else "adapter.init_from"
+            raise ConfigConflict(
+                (key, "adapter.init"),
+                f"adapter.init: loftq starts a new LoRA adapter; it does not combine with {key}",
             )
 
     def _check_quantization(self) -> None:

@@ -41,6 +41,9 @@ LORA_INITS: dict[str, bool | str] = {
     "gaussian": "gaussian",
     "pissa": "pissa",
     "olora": "olora",
+    # LoftQ's start is computed on the full-precision model before the adapter meets its quantized base
+    # (models/loftq.py); attached to that base, or resumed, the adapter takes the default start.
+    "loftq": True,
 }
 RESIDUAL_INITS = ("pissa", "olora")
 """Initializations that move part of each weight into the adapter: the base trains as a residual."""

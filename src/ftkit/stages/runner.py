@@ -64,15 +64,18 @@ def run_stage(
     if context.is_main:
         check_data_unchanged(start, data.report.inputs)
     train, evaluation = data.for_trainer(recipe.stage)
+    loftq = getattr(recipe.adapter, "init", None) == "loftq" and start.scratch_base is None
     if start.scratch_base is not None:
-        # A resumed from-scratch LoRA run continues on the exact random base it saved, never a new one.
-        log.info("loading the run's saved random base from %s", start.scratch_base)
+        # A resumed run continues on the exact base it saved (random, or quantized by LoftQ), never a new one.
+        log.info("loading the base the run saved in %s", start.scratch_base)
         saved = recipe.model.model_copy(
             update={"name_or_path": str(start.scratch_base), "from_scratch": False}
         )
         model = load_model(saved, runtime, recipe.train.seed, stage.head)
     else:
-        model = load_model(recipe.model, runtime, recipe.train.seed, stage.head)
+        # LoftQ starts from the full-precision weights; the run then loads the quantized base it saves.
+        first = recipe.model.model_copy(update={"quantization": None}) if loftq else recipe.model
+        model = load_model(first, runtime, recipe.train.seed, stage.head)
     resize_embeddings(model, tokenizer, bundle.new_token_ids)
     if fused := use_fused_rms_norm(model):
         log.debug("%d RMSNorm layers run as one kernel (models/fused_norm.py)", fused)
@@ -80,16 +83,20 @@ def run_stage(
     # From here on the run writes into output_dir; everything above failed without leaving a trace.
     record = RunRecord(recipe, context.is_main)
     try:
-        base_model = None
-        if recipe.model.from_scratch and recipe.adapter.type == "lora":
-            # An adapter is useless without the exact random base it was trained on: keep that base.
+        base_model, adapter = None, recipe.adapter
+        if recipe.keeps_base:
+            # An adapter is useless without the exact base it was trained on: keep that base.
             base_model = Path(recipe.train.output_dir) / SCRATCH_BASE
-            if start.scratch_base is None and context.is_main:
+            if loftq:
+                adapter = _loftq_start(model, recipe, args, context, tokenizer, bundle.new_token_ids, stage)
+                saved = recipe.model.model_copy(update={"name_or_path": str(base_model)})
+                model = load_model(saved, runtime, recipe.train.seed, stage.head)
+            elif start.scratch_base is None and context.is_main:
                 with atomic_directory(base_model, force=True) as staging:
                     model.save_pretrained(staging)
                     tokenizer.save_pretrained(staging)
             model.config._name_or_path = str(base_model.resolve())
-        model = apply_adapter(model, recipe.adapter, bundle.new_token_ids, stage.head)
+        model = apply_adapter(model, adapter, bundle.new_token_ids, stage.head)
         initial_adapter = None
         if getattr(recipe.adapter, "init", "default") in RESIDUAL_INITS:
             initial_adapter = Path(recipe.train.output_dir) / INITIAL_ADAPTER
@@ -163,6 +170,35 @@ def run_stage(
         record.fail(exc)
         finish_trackers(failed=True)
         raise
+
+
+def _loftq_start(
+    model: Any,
+    recipe: Recipe,
+    args: Any,
+    context: LaunchContext,
+    tokenizer: Any,
+    new_ids: list[int],
+    stage: StageSpec,
+) -> Any:
+    """Compute LoftQ on the full-precision `model` (first process), save the quantized base and the initial
+    adapter into the run; returns the adapter section that continues from that initial adapter."""
+    from ftkit.models.loftq import prepare_loftq_base
+
+    out = Path(recipe.train.output_dir)
+    with args.main_process_first(desc="LoftQ initialization"):
+        if context.is_main:
+            adapted = apply_adapter(model, recipe.adapter, new_ids, stage.head)
+            quant = recipe.model.quantization
+            prepare_loftq_base(
+                adapted,
+                tokenizer,
+                quant,
+                recipe.adapter.loftq_iterations,
+                out / SCRATCH_BASE,
+                out / INITIAL_ADAPTER,
+            )
+    return recipe.adapter.model_copy(update={"init_from": str(out / INITIAL_ADAPTER)})
 
 
 def _train(trainer: Any, checkpoint: str | None, recipe: Recipe) -> Any:

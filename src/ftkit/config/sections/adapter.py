@@ -28,11 +28,15 @@ class LoraAdapter(Section):
     """Weight-decomposed LoRA (DoRA)."""
     use_rslora: bool = False
     """Rank-stabilized scaling alpha / sqrt(r)."""
-    init: Literal["default", "gaussian", "pissa", "olora"] = "default"
+    init: Literal["default", "gaussian", "pissa", "olora", "loftq"] = "default"
     """How the adapter starts (peft's init_lora_weights): default (A random, B zero: the model starts
     unchanged), gaussian (A from a Gaussian scaled by rank), pissa (A and B from the weights' principal
     singular vectors; the base keeps the rest), olora (from a QR decomposition of the weights). pissa and
-    olora change the base while training; the saved adapter is converted to apply to the original base."""
+    olora change the base while training; the saved adapter is converted to apply to the original base.
+    loftq (QLoRA only): the adapter starts where it cancels model.quantization's error, and the quantized
+    base it belongs to is kept in the run (models/loftq.py)."""
+    loftq_iterations: int = Field(1, ge=1)
+    """init: loftq: alternations of quantizing and fitting the correction (the paper uses 1 to 5)."""
     loraplus_lr_ratio: float | None = Field(None, ge=1)
     """LoRA+: the B matrices learn this many times faster than the A matrices (train.learning_rate), through
     peft's LoRA+ optimizer; the paper suggests 16 with a learning rate about half the usual."""
