@@ -162,8 +162,9 @@ def test_reward_model_ranks_its_pairs_and_is_scored_by_eval(reward_run):
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads((out / "eval_results.json").read_text())
     assert scores["metrics"] == ["rm"]
-    assert scores["fine_tuned"]["reward_accuracy"] > 0.7 > scores["base"]["reward_accuracy"]
-    assert scores["fine_tuned"]["reward_margin"] > scores["base"]["reward_margin"]
+    # The base's score head is random: it may rank these pairs by chance, but not by a trained margin.
+    assert scores["fine_tuned"]["reward_accuracy"] > 0.9
+    assert scores["fine_tuned"]["reward_margin"] > scores["base"]["reward_margin"] + 0.5
     assert "reward_accuracy" in result.stdout and run["stage"] == "rm"
 
 
@@ -246,15 +247,31 @@ def test_kill_and_resume_continues_the_same_run(tmp_path, judged, stage, dataset
     """KTO's shuffled order and KL pairs, and a reward model's new head, come back exactly on resume."""
     from tests.pause_at import kill, start_paused
 
-    settings = {"max_steps": 6, "logging_steps": 1, "save_strategy": "steps", "save_steps": 3}
+    settings = {"max_steps": 4, "logging_steps": 1, "save_strategy": "steps", "save_steps": 2}
     path = recipe(tmp_path, stage, dataset, judged, train=settings)
     whole = tmp_path / "whole"
     train(path, f"train.output_dir={whole}")
     killed = tmp_path / "run"
     kill(
-        start_paused(tmp_path, "transformers.trainer:Trainer.training_step", 5, "before", "train", str(path))
+        start_paused(tmp_path, "transformers.trainer:Trainer.training_step", 4, "before", "train", str(path))
     )
-    assert (killed / "checkpoint-3" / "trainer_state.json").is_file()
+    assert (killed / "checkpoint-2" / "trainer_state.json").is_file()
     result = train(path, "train.resume_from_checkpoint=latest")
-    assert "checkpoint-3" in result.stderr
+    assert "checkpoint-2" in result.stderr
     assert logged(killed, "loss") == pytest.approx(logged(whole, "loss"), rel=1e-5)
+
+
+def test_kto_warns_about_unbalanced_or_one_sided_feedback(caplog):
+    from ftkit.stages.kto import check_balance
+
+    check_balance([True] * 30 + [False] * 10, 1.0, 1.0)
+    assert (
+        "30 desirable and 10 undesirable answers with weights 1 and 1: set kto.desirable_weight between 0.33 and 0.44"
+        in caplog.text
+    )
+    caplog.clear()
+    check_balance([True] * 10 + [False] * 10, 1.0, 1.0)
+    check_balance([True] * 10 + [False] * 30, 3.0, 1.0)
+    assert caplog.text == ""
+    check_balance([True] * 5, 1.0, 1.0)
+    assert "the training data has no undesirable answers" in caplog.text

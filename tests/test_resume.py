@@ -111,3 +111,30 @@ def test_a_run_killed_before_its_first_checkpoint_never_blocks_the_rerun(tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replacing the killed run in" in result.stderr and "before its first checkpoint" in result.stderr
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "completed"
+
+
+def test_a_run_recorded_before_new_settings_and_with_every_stage_section_still_resumes(
+    tmp_path, tiny_model_dir
+):
+    """Older ftkit versions wrote every stage's section into recipe.resolved.yaml, and settings added since
+    are absent there: neither is a change that refuses the resume."""
+    import yaml
+
+    from ftkit.config import load_recipe
+    from ftkit.resume import _comparable, _flatten, recipe_changes
+
+    recipe = load_recipe(recipe_file(tmp_path, tiny_model_dir))
+    recorded = recipe.model_dump(mode="json")  # every stage's section, as older versions wrote
+    del recorded["adapter"]["loftq_iterations"]  # a setting added later
+    current = _flatten(recipe.resolved_values())
+    assert (
+        recipe_changes(_comparable(yaml.safe_load(yaml.safe_dump(recorded)), current, recipe), current) == []
+    )
+    changed = load_recipe(
+        recipe_file(tmp_path, tiny_model_dir),
+        ["adapter.loftq_iterations=3", "adapter.init=loftq", "model.quantization.bits=4"],
+    )
+    current = _flatten(changed.resolved_values())
+    keys = {change.key for change in recipe_changes(_comparable(recorded, current, changed), current)}
+    assert {"adapter.loftq_iterations", "adapter.init", "model.quantization.bits"} <= keys
+    assert "model.quantization.quant_type" in keys  # a section the recorded run did not have at all

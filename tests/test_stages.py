@@ -535,6 +535,9 @@ def test_loraplus_trains_the_b_matrices_faster(tmp_path, tiny_model_dir):
     assert rates == [1.0e-3, 1.6e-2]
     adapter = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA"
+    exported = run_cli("export", str(recipe), "adapter.loraplus_lr_ratio=16")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert_merged_logits_equal_the_adapters(tiny_model_dir, tmp_path / "run")
     result = run_cli("check", str(recipe), "adapter.loraplus_lr_ratio=16", "distributed.deepspeed=zero2")
     assert result.returncode == 2 and "adapter.loraplus_lr_ratio builds its optimizer" in result.stderr
 
@@ -572,8 +575,25 @@ def test_a_residual_lora_init_is_saved_for_the_original_base(tmp_path, tiny_mode
 
     result = run_cli("export", str(recipe), f"adapter.init={init}", "adapter.dropout=0")
     assert result.returncode == 0, result.stderr[-3000:]
-    merged = AutoModelForCausalLM.from_pretrained(run / "merged", dtype=torch.float32)
-    assert torch.allclose(logits(merged), logits(trained), atol=1e-4)
+    assert_merged_logits_equal_the_adapters(tiny_model_dir, run)
+
+
+def assert_merged_logits_equal_the_adapters(base: Path, run: Path) -> None:
+    """`ftkit export`'s merged model and the base with the run's adapter give the same float32 logits."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3, 11, 64]])
+    with torch.no_grad():
+        merged = AutoModelForCausalLM.from_pretrained(run / "merged", dtype=torch.float32)(
+            input_ids=ids
+        ).logits
+        adapted = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), run
+        )
+        expected = adapted(input_ids=ids).logits
+    assert torch.allclose(merged, expected, atol=1e-5), (merged - expected).abs().max()
 
 
 @pytest.mark.parametrize("bits", [4, 8])

@@ -183,6 +183,8 @@ def _processed_eval(recipe: Recipe, limit: int | None) -> Any:
     evaluation = build_data(recipe, bundle.tokenizer, bundle.template).eval
     if evaluation is None:
         raise UserError("ftkit eval needs eval data: set data.eval or data.val_size in the recipe")
+    if not len(evaluation):
+        raise UserError("the eval split has no usable examples (see the skipped rows above)")
     return evaluation.select(range(min(limit, len(evaluation)))) if limit else evaluation
 
 
@@ -237,11 +239,14 @@ def evaluate(recipe: Recipe, request: EvalRequest) -> dict[str, Any]:
     results: dict[str, Any] = {"examples": len(examples), "metrics": metrics}
     results["fine_tuned"] = score(model)
     if request.compare_base:
+        import torch
+
         from ftkit.models.loader import quiet_new_head
 
         base = base_model_path(recipe)
         log.info("scoring the base model %s", base)
         try:
+            torch.manual_seed(recipe.train.seed)  # a new head's random start, the same at every eval
             with quiet_new_head(stage.head):
                 base_model = stage.head.model_class().from_pretrained(base, **stage.head.config)
         except OSError as exc:

@@ -184,6 +184,7 @@ def _generation_config(base_dir: Path, stops: list[int] | None, tokenizer: Any) 
 def export(request: ExportRequest) -> Path:
     """Merge and save; returns the output directory."""
     from ftkit.merge import CannotStream, parse_size, stream_merge
+    from ftkit.models.heads import CAUSAL_LM, head_of_adapter
 
     parse_size(request.shard_size)
     out = Path(request.out)
@@ -212,6 +213,8 @@ def export(request: ExportRequest) -> Path:
     _refuse_quantized(base_dir)
     with atomic_directory(out, force=request.force) as staging:
         try:
+            if head_of_adapter(adapter) is not CAUSAL_LM:
+                raise CannotStream("a reward model's score head is not in the base checkpoint")
             report = stream_merge(base_dir, adapter, staging, request.shard_size, _dtype(request.dtype))
             _write_config(base_dir, staging, request.dtype, report.vocab_size)
             tokenizer = trained_tokenizer(adapter, base)

@@ -21,6 +21,7 @@ from ftkit.config import Recipe
 from ftkit.config.redact import redact
 from ftkit.errors import UserError
 from ftkit.rundir import (
+    INITIAL_ADAPTER,
     RESOLVED_RECIPE_FILE,
     SCRATCH_BASE,
     RunDirState,
@@ -116,6 +117,40 @@ def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): values}
 
 
+def _comparable(recorded: dict[str, Any], current: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    """The recorded recipe, flattened, as this version of ftkit would have written it: without other
+    stages' sections (older versions wrote every one), and with the settings added since at their
+    defaults when the current recipe keeps those defaults."""
+    others = recipe.other_stage_sections()
+    flat = {key: value for key, value in _flatten(recorded).items() if key.split(".")[0] not in others}
+    sections = {key.rsplit(".", 1)[0] for key in flat if "." in key}
+    for key, value in current.items():
+        parent = key.rsplit(".", 1)[0]
+        if key not in flat and parent in sections and value == _schema_default(recipe, key):
+            flat[key] = value  # a setting of a section the recorded run had, added since
+    return flat
+
+
+def _schema_default(recipe: Recipe, key: str) -> Any:
+    """The default of the recipe setting at dotted `key` as JSON, or a marker that matches nothing."""
+    from pydantic import BaseModel
+
+    node: Any = recipe
+    *path, last = key.split(".")
+    for part in path:
+        node = getattr(node, part, None)
+        if not isinstance(node, BaseModel):
+            return _NO_DEFAULT
+    field = type(node).model_fields.get(last)
+    if field is None or field.is_required():
+        return _NO_DEFAULT
+    default = field.get_default(call_default_factory=True)
+    return default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+
+
+_NO_DEFAULT = object()
+
+
 def _safe(key: str) -> bool:
     return any(key == safe or key.startswith(safe + ".") for safe in RESUME_SAFE_KEYS)
 
@@ -146,9 +181,10 @@ def _recorded_recipe(run_dir: Path) -> dict[str, Any]:
 
 def _further_training(recipe: Recipe, out: Path) -> str:
     """How to train a finished run further: a new run that starts from its weights."""
-    if recipe.adapter.type == "lora" and recipe.model.from_scratch:
+    if recipe.keeps_base:  # the adapter belongs to the base the run saved (random, or LoftQ's)
         start = (
-            f"model.name_or_path={out / SCRATCH_BASE}, model.from_scratch=false and adapter.init_from={out}"
+            f"model.name_or_path={out / SCRATCH_BASE}, model.from_scratch=false, adapter.init=default and "
+            f"adapter.init_from={out}"
         )
     elif recipe.adapter.type == "lora":
         start = f"adapter.init_from={out}"
@@ -207,8 +243,8 @@ def _resume(recipe: Recipe, state: RunDirState) -> StartPlan:
     if state.status == "running":
         _refuse_running(state)
     plan = StartPlan("resume", state, checkpoint)
-    recorded = _recorded_recipe(owner)
-    changes = recipe_changes(recorded, redact(recipe.resolved_values()))
+    current = _flatten(redact(recipe.resolved_values()))
+    changes = recipe_changes(_comparable(_recorded_recipe(owner), current, recipe), current)
     refused = [change for change in changes if not _safe(change.key)]
     if refused:
         raise UserError(
@@ -223,9 +259,14 @@ def _resume(recipe: Recipe, state: RunDirState) -> StartPlan:
         base = owner / SCRATCH_BASE
         if not (base / "config.json").is_file() or not any(base.glob("*.safetensors")):
             raise UserError(
-                f"train.resume_from_checkpoint: the run in {owner} trained its adapter on a base it saved in "
-                f"{base} (random, or quantized by LoftQ), which is missing or incomplete; without it the "
+                f"train.resume_from_checkpoint: the run in {owner} trained its adapter on the base it saved "
+                f"(random, or quantized by LoftQ) in {base}, which is missing or incomplete; without it the "
                 "adapter cannot be continued"
+            )
+        if getattr(recipe.adapter, "init", None) == "loftq" and not (owner / INITIAL_ADAPTER).is_dir():
+            raise UserError(
+                f"train.resume_from_checkpoint: the LoftQ run in {owner} lacks {INITIAL_ADAPTER}/ (its adapter's "
+                "start, the reference of preference stages); start a new run instead"
             )
         plan.scratch_base = base
     return plan

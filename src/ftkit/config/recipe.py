@@ -84,7 +84,12 @@ class Recipe(Section):
 
     def _check_stage_needs(self) -> None:
         spec = STAGES[self.stage]
-        given = sorted(self.other_stage_sections() & self.model_fields_set)
+        # Only settings that differ from the defaults: a resolved recipe of an older version lists them all.
+        given = sorted(
+            name
+            for name in self.other_stage_sections() & self.model_fields_set
+            if getattr(self, name) != STAGES[name].section()
+        )
         if given:
             raise ConfigConflict(
                 (given[0], "stage"),
@@ -137,7 +142,7 @@ class Recipe(Section):
     def _check_loftq(self) -> None:
         adapter = self.adapter
         if getattr(adapter, "init", None) != "loftq":
-            if "loftq_iterations" in getattr(adapter, "model_fields_set", ()):
+            if getattr(adapter, "loftq_iterations", 1) != 1:
                 raise ConfigConflict(
                     "adapter.loftq_iterations", "adapter.loftq_iterations applies to adapter.init: loftq"
                 )
@@ -181,6 +186,16 @@ class Recipe(Section):
             )
         if self.train.eval_strategy == "steps" and self.train.eval_steps is None:
             raise ConfigConflict("train.eval_steps", "train.eval_strategy: steps needs train.eval_steps")
+        defaults = type(self.eval)()
+        own = [
+            key for key in ("metrics", "max_new_tokens") if getattr(self.eval, key) != getattr(defaults, key)
+        ]
+        if own and STAGES[self.stage].evaluate is not None:
+            raise ConfigConflict(
+                (f"eval.{own[0]}", "stage"),
+                f"eval.{own[0]} applies to stages scored on their answers; ftkit eval scores stage "
+                f"{self.stage} with its own measures (docs/training.md): remove eval.{own[0]}",
+            )
         for key in ("early_stopping_patience", "load_best_model_at_end"):
             if getattr(self.train, key) and not has_eval_data:
                 raise ConfigConflict(

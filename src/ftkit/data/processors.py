@@ -192,7 +192,7 @@ def process_grpo(batch: Batch, tokenizer: Any, template: ChatTemplate, options: 
     values = {**token_variables(tokenizer), **(options.variables or {})}
     # TRL tokenizes text prompts with the tokenizer's special tokens: a tokenizer that adds BOS itself
     # must not get the template's BOS too.
-    bos = tokenizer.bos_token if _adds_bos(tokenizer) else None
+    bos = tokenizer.bos_token if adds_bos(tokenizer) else None
     for item in _conversations(batch, options.system):
         messages = item["messages"]
         item_values = {**values, **(item["variables"] or {})}
@@ -214,7 +214,7 @@ def process_grpo(batch: Batch, tokenizer: Any, template: ChatTemplate, options: 
     return out
 
 
-def _adds_bos(tokenizer: Any) -> bool:
+def adds_bos(tokenizer: Any) -> bool:
     bos_id = tokenizer.bos_token_id
     return bos_id is not None and tokenizer("a")["input_ids"][:1] == [bos_id]
 

@@ -50,10 +50,16 @@ def head_of_adapter(adapter_dir: str | Path) -> Head:
     return REWARD if task == REWARD.task_type else CAUSAL_LM
 
 
-def head_of_model(model_dir: str | Path) -> Head:
-    """The head of a saved model (a local folder; a hub id is taken as a language model)."""
+def head_of_model(model: str | Path) -> Head:
+    """The head of a saved model, a local folder or a hub id (its config, from the cache when offline)."""
+    local = Path(model) / "config.json"
     try:
-        architectures = json.loads((Path(model_dir) / "config.json").read_text()).get("architectures") or []
-    except (OSError, json.JSONDecodeError):
-        return CAUSAL_LM
+        if local.is_file():
+            architectures = json.loads(local.read_text()).get("architectures") or []
+        else:
+            from transformers import AutoConfig
+
+            architectures = AutoConfig.from_pretrained(str(model)).architectures or []
+    except (OSError, ValueError):
+        return CAUSAL_LM  # the loader then says what is wrong with the model
     return REWARD if any(a.endswith("ForSequenceClassification") for a in architectures) else CAUSAL_LM

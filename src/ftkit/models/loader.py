@@ -222,6 +222,11 @@ def load_merged(
         raise UserError(f"cannot load the base model {base!r}: {exc}") from None
     tokenizer = trained_tokenizer(Path(adapter), base)
     resize_embeddings(model, tokenizer)  # the adapter holds the rows of the tokens training added
+    if head is not CAUSAL_LM and model.config.pad_token_id is None:
+        # A score is read at the last token before the padding: batches need the pad token's id.
+        model.config.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload(), tokenizer
 
 

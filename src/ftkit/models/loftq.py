@@ -67,9 +67,12 @@ def loftq_factors(
 
 
 @torch.no_grad()
-def initialize(model: torch.nn.Module, quant: QuantizationConfig, iterations: int) -> int:
+def initialize(
+    model: torch.nn.Module, quant: QuantizationConfig, iterations: int, device: str = "cpu"
+) -> int:
     """Replace every LoRA layer's base weight by Q and its adapter by the LoftQ factors; returns how many
-    layers. The layers' outputs are then Q x + B A x (the scaling is divided out of B)."""
+    layers. The layers' outputs are then Q x + B A x (the scaling is divided out of B). The factors are
+    computed on `device` (the run's: an SVD per layer is slow on a CPU), one layer at a time."""
     from peft.tuners.lora import LoraLayer
 
     layers = 0
@@ -80,10 +83,11 @@ def initialize(model: torch.nn.Module, quant: QuantizationConfig, iterations: in
         if not isinstance(base_layer, torch.nn.Linear):
             continue  # embeddings keep the default start
         weight = base_layer.weight
-        base, b, a = loftq_factors(weight, module.r["default"], quant, iterations)
-        weight.copy_(base.to(weight.dtype))
-        module.lora_A["default"].weight.copy_(a.to(module.lora_A["default"].weight.dtype))
-        module.lora_B["default"].weight.copy_((b / module.scaling["default"]).to(weight.dtype))
+        base, b, a = loftq_factors(weight.to(device), module.r["default"], quant, iterations)
+        lora_a, lora_b = module.lora_A["default"].weight, module.lora_B["default"].weight
+        weight.copy_(base.to(weight))
+        lora_a.copy_(a.to(lora_a))
+        lora_b.copy_((b / module.scaling["default"]).to(lora_b))
         layers += 1
     return layers
 
@@ -95,11 +99,12 @@ def prepare_loftq_base(
     iterations: int,
     base_dir: Path,
     adapter_dir: Path,
+    device: str = "cpu",
 ) -> None:
     """Run LoftQ on `model` (full precision, LoRA attached with the default start) and save what the run
     trains from: the base with Q in place of each adapted weight (`base_dir`) and the initial adapter
     (`adapter_dir`). `model` is unloaded (its LoRA layers removed) on the way."""
-    layers = initialize(model, quant, iterations)
+    layers = initialize(model, quant, iterations, device)
     rank = model.peft_config["default"].r
     model.peft_config["default"].base_model_name_or_path = str(base_dir.resolve())
     with atomic_directory(adapter_dir, force=True) as staging:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ftkit.config.sections.base import ConfigConflict, Section
-from ftkit.data.processors import process_grpo
+from ftkit.data.processors import adds_bos, process_grpo
 from ftkit.data.shapes import PROMPTS
 from ftkit.errors import UserError
 from ftkit.stages.common import trainer_inputs, trl_arguments
@@ -98,11 +98,15 @@ class GrpoConfig(Section):
 
     @model_validator(mode="after")
     def _vllm_settings(self) -> GrpoConfig:
-        if self.vllm_server_url is not None and self.generation != "vllm_server":
-            raise ConfigConflict(
-                ("grpo.vllm_server_url", "grpo.generation"),
-                "grpo.vllm_server_url applies to grpo.generation: vllm_server",
-            )
+        defaults = {"vllm_server_url": None, "vllm_gpu_memory_utilization": 0.3}
+        for key, mode in (
+            ("vllm_server_url", "vllm_server"),
+            ("vllm_gpu_memory_utilization", "vllm_colocate"),
+        ):
+            if getattr(self, key) != defaults[key] and self.generation != mode:
+                raise ConfigConflict(
+                    (f"grpo.{key}", "grpo.generation"), f"grpo.{key} applies to grpo.generation: {mode}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -202,8 +206,10 @@ def reward_functions(recipe: Recipe, tokenizer: Any, template: Any) -> list[Any]
 
     stops = template.stop_strings(token_variables(tokenizer))
     end_of_turn = stops[0] if stops else (tokenizer.eos_token or "")
+    # The prompts lost the template's BOS where the tokenizer adds it itself (process_grpo): give it back.
+    bos = tokenizer.bos_token if adds_bos(tokenizer) else ""
     return [
-        reward_model_function(reward.model, end_of_turn)
+        reward_model_function(reward.model, end_of_turn, bos)
         if reward.model is not None
         else resolve_reward(reward.name or "", reward.params)
         for reward in recipe.grpo.reward_funcs
@@ -217,8 +223,11 @@ def trainer(inputs: TrainerInputs) -> Any:
 
     tokenizer = inputs.tokenizer
     tokenizer.padding_side = "left"  # completions are appended to left-padded prompts
-    # Sampling ends at the template's end-of-turn token, not only at the tokenizer's eos.
-    inputs.args.generation_kwargs = {"eos_token_id": stop_token_ids(tokenizer, inputs.template)}
+    # Sampling ends at the template's end-of-turn token, not only at the tokenizer's eos (vLLM's sampling
+    # parameters name them stop_token_ids).
+    stops = stop_token_ids(tokenizer, inputs.template)
+    vllm = inputs.recipe.grpo.generation != "transformers"
+    inputs.args.generation_kwargs = {"stop_token_ids": stops} if vllm else {"eos_token_id": stops}
     return GRPOTrainer(
         **trainer_inputs(inputs), reward_funcs=reward_functions(inputs.recipe, tokenizer, inputs.template)
     )

@@ -8,6 +8,7 @@ those pairs are formed (TRL would otherwise train in dataset order).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -22,6 +23,8 @@ from ftkit.stages.spec import StageSpec, TrainerInputs
 if TYPE_CHECKING:
     from ftkit.config.recipe import Recipe
     from ftkit.models.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 class KtoConfig(Section):
@@ -65,6 +68,7 @@ def trainer(inputs: TrainerInputs) -> Any:
 
         def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, name: str) -> Any:
             if name == "train":
+                check_balance(dataset["label"], args.desirable_weight, args.undesirable_weight)
                 dataset = dataset.shuffle(seed=args.seed)
             if not self.calculate_KL:
                 return dataset
@@ -78,6 +82,34 @@ def trainer(inputs: TrainerInputs) -> Any:
             return dataset.map(mismatched, batched=True, batch_size=size, desc=f"KL pairs of {name}")
 
     return PretokenizedKTOTrainer(**trainer_inputs(inputs))
+
+
+def check_balance(labels: list[bool], desirable_weight: float, undesirable_weight: float) -> None:
+    """Warn when one kind of answer is missing, or when the weights do not balance the two kinds (the KTO
+    paper: desirable_weight x #desirable within 1 to 4/3 of undesirable_weight x #undesirable)."""
+    desirable = sum(1 for label in labels if label)
+    undesirable = len(labels) - desirable
+    if not desirable or not undesirable:
+        missing = "undesirable" if desirable else "desirable"
+        log.warning(
+            "the training data has no %s answers: kto then only moves the others against the reference, "
+            "and reports no margin between the two kinds",
+            missing,
+        )
+        return
+    ratio = (desirable * desirable_weight) / (undesirable * undesirable_weight)
+    if not 1 <= ratio <= 4 / 3:
+        low = undesirable * undesirable_weight / desirable
+        log.warning(
+            "%d desirable and %d undesirable answers with weights %g and %g: set kto.desirable_weight "
+            "between %.2f and %.2f to balance them (the KTO paper's advice)",
+            desirable,
+            undesirable,
+            desirable_weight,
+            undesirable_weight,
+            low,
+            low * 4 / 3,
+        )
 
 
 def check(recipe: Recipe) -> None:

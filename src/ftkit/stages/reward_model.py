@@ -45,8 +45,11 @@ def load_reward_model(path: str) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
-def reward_model_function(path: str, end_of_turn: str, batch_size: int = 16) -> Callable[..., list[float]]:
-    """A TRL reward function scoring each (rendered prompt, completion) pair with the reward model."""
+def reward_model_function(
+    path: str, end_of_turn: str, bos: str = "", batch_size: int = 16
+) -> Callable[..., list[float]]:
+    """A TRL reward function scoring each (rendered prompt, completion) pair with the reward model;
+    `bos` is put back in front of prompts that had the template's BOS taken off."""
     model, tokenizer = load_reward_model(path)
     log.info("reward model %s: completions scored with %r appended", path, end_of_turn)
 
@@ -58,7 +61,7 @@ def reward_model_function(path: str, end_of_turn: str, batch_size: int = 16) -> 
         if model.device != device:
             model.to(device)
         texts = [
-            f"{prompt}{completion_text(completion)}{end_of_turn}"
+            f"{'' if prompt.startswith(bos) else bos}{prompt}{completion_text(completion)}{end_of_turn}"
             for prompt, completion in zip(prompts, completions, strict=True)
         ]
         scores: list[float] = []

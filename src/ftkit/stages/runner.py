@@ -64,7 +64,8 @@ def run_stage(
     if context.is_main:
         check_data_unchanged(start, data.report.inputs)
     train, evaluation = data.for_trainer(recipe.stage)
-    loftq = getattr(recipe.adapter, "init", None) == "loftq" and start.scratch_base is None
+    loftq = getattr(recipe.adapter, "init", None) == "loftq"
+    fresh_loftq = loftq and start.scratch_base is None
     if start.scratch_base is not None:
         # A resumed run continues on the exact base it saved (random, or quantized by LoftQ), never a new one.
         log.info("loading the base the run saved in %s", start.scratch_base)
@@ -74,7 +75,7 @@ def run_stage(
         model = load_model(saved, runtime, recipe.train.seed, stage.head)
     else:
         # LoftQ starts from the full-precision weights; the run then loads the quantized base it saves.
-        first = recipe.model.model_copy(update={"quantization": None}) if loftq else recipe.model
+        first = recipe.model.model_copy(update={"quantization": None}) if fresh_loftq else recipe.model
         model = load_model(first, runtime, recipe.train.seed, stage.head)
     resize_embeddings(model, tokenizer, bundle.new_token_ids)
     if fused := use_fused_rms_norm(model):
@@ -87,15 +88,20 @@ def run_stage(
         if recipe.keeps_base:
             # An adapter is useless without the exact base it was trained on: keep that base.
             base_model = Path(recipe.train.output_dir) / SCRATCH_BASE
-            if loftq:
-                adapter = _loftq_start(model, recipe, args, context, tokenizer, bundle.new_token_ids, stage)
+            if fresh_loftq:
+                _loftq_start(model, recipe, args, context, runtime, tokenizer, bundle.new_token_ids, stage)
                 saved = recipe.model.model_copy(update={"name_or_path": str(base_model)})
                 model = load_model(saved, runtime, recipe.train.seed, stage.head)
+                use_fused_rms_norm(model)
             elif start.scratch_base is None and context.is_main:
                 with atomic_directory(base_model, force=True) as staging:
                     model.save_pretrained(staging)
                     tokenizer.save_pretrained(staging)
             model.config._name_or_path = str(base_model.resolve())
+        if loftq:
+            # LoftQ's start, fresh or resumed: what dpo/kto/grpo copy as their reference adapter.
+            initial = str(Path(recipe.train.output_dir) / INITIAL_ADAPTER)
+            adapter = recipe.adapter.model_copy(update={"init_from": initial})
         model = apply_adapter(model, adapter, bundle.new_token_ids, stage.head)
         initial_adapter = None
         if getattr(recipe.adapter, "init", "default") in RESIDUAL_INITS:
@@ -177,28 +183,28 @@ def _loftq_start(
     recipe: Recipe,
     args: Any,
     context: LaunchContext,
+    runtime: Any,
     tokenizer: Any,
     new_ids: list[int],
     stage: StageSpec,
-) -> Any:
-    """Compute LoftQ on the full-precision `model` (first process), save the quantized base and the initial
-    adapter into the run; returns the adapter section that continues from that initial adapter."""
+) -> None:
+    """Compute LoftQ on the full-precision `model` (first process; the others wait) and save the quantized
+    base and the initial adapter into the run."""
     from ftkit.models.loftq import prepare_loftq_base
 
     out = Path(recipe.train.output_dir)
     with args.main_process_first(desc="LoftQ initialization"):
         if context.is_main:
             adapted = apply_adapter(model, recipe.adapter, new_ids, stage.head)
-            quant = recipe.model.quantization
             prepare_loftq_base(
                 adapted,
                 tokenizer,
-                quant,
+                recipe.model.quantization,
                 recipe.adapter.loftq_iterations,
                 out / SCRATCH_BASE,
                 out / INITIAL_ADAPTER,
+                device=runtime.device,
             )
-    return recipe.adapter.model_copy(update={"init_from": str(out / INITIAL_ADAPTER)})
 
 
 def _train(trainer: Any, checkpoint: str | None, recipe: Recipe) -> Any:
