@@ -445,13 +445,15 @@ def test_unknown_best_model_metric_is_a_user_error_listing_the_metrics(tmp_path,
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
 
 
-def test_wandb_offline_and_tensorboard_record_metrics_and_metadata(tmp_path, pretrained):
+def test_wandb_offline_tensorboard_and_mlflow_record_metrics_and_metadata(tmp_path, pretrained):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     recipe = sft(
         tmp_path,
         pretrained,
         train={"max_steps": 6, "logging_steps": 2},
         logging={
-            "report_to": ["wandb", "tensorboard"],
+            "report_to": ["wandb", "tensorboard", "mlflow"],
+            "mlflow_tracking_uri": store,
             "project": "ftkit-tests",
             "run_name": "tiny-run",
             "tags": ["ci"],
@@ -483,6 +485,16 @@ def test_wandb_offline_and_tensorboard_record_metrics_and_metadata(tmp_path, pre
     assert "ftkit/run_metadata/text_summary" in text_tags
     metadata = events.Tensors("ftkit/run_metadata/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "parameters.trainable" in metadata and "attn_implementation" in metadata
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    [run] = client.search_runs([client.get_experiment_by_name("ftkit-tests").experiment_id])
+    assert run.info.run_name == "tiny-run" and run.info.status == "FINISHED"
+    assert [metric.step for metric in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 4, 6]
+    assert run.data.params["recipe.adapter.r"] == "8" and run.data.params["recipe.stage"] == "sft"
+    assert run.data.tags["ci"] == "true" and run.data.tags["ftkit.stage"] == "sft"
+    assert "trainable" in run.data.tags["ftkit.parameters"] and run.data.tags["ftkit.attn_implementation"]
 
 
 def test_moe_model_trains_with_router_loss(tmp_path):

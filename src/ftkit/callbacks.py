@@ -136,8 +136,11 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def start_trackers(recipe: Recipe, metadata: dict[str, Any]) -> None:
-    """Open the wandb run with the recipe's project, name and tags, the resolved recipe and the run
-    metadata as its config (transformers' WandbCallback then logs into this run). Main process only."""
+    """Open the wandb and MLflow runs with the recipe's project, name and tags, and the resolved recipe
+    and the run metadata (transformers' callbacks then log the metrics into these runs). Main process
+    only."""
+    if "mlflow" in recipe.logging.report_to:
+        start_mlflow(recipe, metadata)
     if "wandb" not in recipe.logging.report_to:
         return
     import wandb
@@ -154,13 +157,58 @@ def start_trackers(recipe: Recipe, metadata: dict[str, Any]) -> None:
     )
 
 
+MLFLOW_VALUE_LIMIT = 6000
+"""The longest parameter value an MLflow store takes."""
+
+
+def start_mlflow(recipe: Recipe, metadata: dict[str, Any]) -> None:
+    """An MLflow run in logging.mlflow_tracking_uri, experiment logging.project: the resolved recipe as
+    parameters (recipe.<section>.<key>), the run metadata and logging.tags as tags, before step 0."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        return
+    logging_ = recipe.logging
+    mlflow.set_tracking_uri(logging_.mlflow_tracking_uri)
+    mlflow.set_experiment(logging_.project or "ftkit")
+    tags = {
+        f"ftkit.{key}": _mlflow_text(value) for key, value in redact(metadata).items() if value is not None
+    }
+    tags |= {tag: "true" for tag in logging_.tags} | {"ftkit.stage": recipe.stage}
+    mlflow.start_run(run_name=logging_.run_name, tags=tags)
+    params = {
+        f"recipe.{key}": _mlflow_text(value) for key, value in _flat(redact(recipe.resolved_values())).items()
+    }
+    mlflow.log_params(params)
+    log.info("MLflow run %s in %s", mlflow.active_run().info.run_id, logging_.mlflow_tracking_uri)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _mlflow_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= MLFLOW_VALUE_LIMIT else text[: MLFLOW_VALUE_LIMIT - 3] + "..."
+
+
 def finish_trackers(failed: bool = False) -> None:
-    """Close the wandb run that start_trackers opened (wandb writes the run's summary and config then)."""
+    """Close the wandb and MLflow runs that start_trackers opened (wandb writes the run's summary and
+    config then; the MLflow run ends FINISHED or FAILED)."""
     import sys
 
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish(exit_code=1 if failed else 0)
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and mlflow.active_run() is not None:
+        mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
 class TrackerMetadata(TrainerCallback):

@@ -26,6 +26,11 @@ class _DropNotice(logging.Filter):
         return self.text not in record.getMessage()
 
 
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
 def configure_logging(level: str) -> None:
     """ftkit's log format on stderr, secrets redacted, library notices dropped or quieted."""
     logging.basicConfig(
@@ -36,6 +41,10 @@ def configure_logging(level: str) -> None:
     for name, text in _NOTICES:
         # On the logger itself: the library adds its own handler and sets its own level later.
         logging.getLogger(name).addFilter(_DropNotice(text))
+    # MLflow sets its own loggers' levels when imported: its notices about its store's tables are dropped
+    # by filters on those loggers instead (ftkit logs the run and the store it uses).
+    for name in ("mlflow.store.db.utils", "mlflow.tracking.fluent", "alembic.runtime.migration"):
+        logging.getLogger(name).addFilter(_BelowWarning())
     for noisy in ("httpx", "urllib3", "filelock", "fsspec", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # bitsandbytes warns at import on CPUs about an optional kernel package that ftkit does not need.

@@ -7,6 +7,7 @@ class from the table as it is, so a stage added to the table is a valid recipe s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, create_model, model_validator
@@ -255,6 +256,8 @@ class Recipe(Section):
             self.export.output_dir = f"{train.output_dir.rstrip('/')}/merged"
         if self.logging.run_name is None:
             self.logging.run_name = train.output_dir.rstrip("/").split("/")[-1]
+        if "mlflow" in self.logging.report_to and self.logging.mlflow_tracking_uri is None:
+            self.logging.mlflow_tracking_uri = f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
 _COMPOSED: dict[tuple, type[Recipe]] = {}

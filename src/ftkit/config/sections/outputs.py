@@ -15,10 +15,14 @@ from ftkit.sizes import parse_size
 class LoggingConfig(Section):
     """Experiment tracking. Credentials come from the environment (e.g. WANDB_API_KEY), never from the recipe."""
 
-    report_to: list[Literal["none", "wandb", "tensorboard"]] = Field(default_factory=list)
+    report_to: list[Literal["none", "wandb", "tensorboard", "mlflow"]] = Field(default_factory=list)
     """Trackers that receive metrics and run metadata."""
     project: str | None = None
-    """Tracker project (wandb project; tensorboard sub-folder)."""
+    """Tracker project (wandb project; tensorboard sub-folder; MLflow experiment)."""
+    mlflow_tracking_uri: str | None = None
+    """MLflow: where runs are stored, a tracking server (http://host:5000) or a database URI. Default: the
+    local store sqlite:///mlflow.db in the working directory (`mlflow ui --backend-store-uri
+    sqlite:///mlflow.db` there shows it), resolved to its absolute path."""
     run_name: str | None = None
     """Name of the run in the tracker; defaults to the output_dir's name."""
     tags: list[str] = Field(default_factory=list)
