@@ -10,6 +10,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from ftkit import __version__
 from ftkit.config.redact import redact_text
@@ -105,6 +106,23 @@ def _eval(args: argparse.Namespace) -> int:
     quiet_library_progress()
     results = evaluate(recipe, EvalRequest(args.compare_base, args.model, args.max_samples))
     print(table(results))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from ftkit.atomic import atomic_write_text
+    from ftkit.importers import IMPORTERS
+
+    importer = IMPORTERS[args.tool]
+    conversion = importer.import_config(args.config)
+    text = importer.render(conversion, args.config)
+    if args.output:
+        atomic_write_text(Path(args.output), text)
+        print(f"wrote {args.output}; check it with: ftkit check {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    for note in conversion.notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -254,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="model directory (default: the recipe's merged export, else base+adapter)"
     )
     sub.add_argument("--max-samples", type=_positive, help="evaluate on at most this many examples")
+
+    sub = command("import", _import, "Convert another tool's training config into an ftkit recipe.")
+    sub.add_argument("tool", choices=["llamafactory"], help="the tool the config is for")
+    sub.add_argument("config", help="its training YAML")
+    sub.add_argument("-o", "--output", help="write the recipe here (default: print it)")
 
     sub = command("datasets", _datasets, "List the entries of a dataset registry (dataset_info.json).")
     sub.add_argument("--dir", default="data", help="the folder holding dataset_info.json (default: data)")

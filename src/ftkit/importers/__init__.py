@@ -1,0 +1,8 @@
+"""Recipes from other tools' configs (`ftkit import <tool> CONFIG.yaml`): one module per tool, listed in
+IMPORTERS."""
+
+from __future__ import annotations
+
+from ftkit.importers import llamafactory
+
+IMPORTERS = {"llamafactory": llamafactory}
