@@ -109,6 +109,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ftkit.serve import serve
+
+    serve(args.target, args.host, args.port, args.api_key)
+    return 0
+
+
 def _import(args: argparse.Namespace) -> int:
     from ftkit.atomic import atomic_write_text
     from ftkit.importers import IMPORTERS
@@ -272,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="model directory (default: the recipe's merged export, else base+adapter)"
     )
     sub.add_argument("--max-samples", type=_positive, help="evaluate on at most this many examples")
+
+    sub = command("serve", _serve, "Serve a trained model over an OpenAI-compatible HTTP API.")
+    sub.add_argument("target", help="a recipe, a run directory or a (merged) model directory")
+    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sub.add_argument(
+        "--api-key", help="require `Authorization: Bearer KEY` (needed to listen beyond this machine)"
+    )
 
     sub = command("import", _import, "Convert another tool's training config into an ftkit recipe.")
     sub.add_argument("tool", choices=["llamafactory"], help="the tool the config is for")
