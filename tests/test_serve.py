@@ -161,3 +161,43 @@ def test_serving_beyond_this_machine_needs_a_key(trained):
     assert (
         result.returncode == 2 and "without --api-key would let anyone on the network use it" in result.stderr
     )
+
+
+def test_verify_passes_on_the_export_and_names_what_differs_when_it_does_not(trained, tmp_path):
+    run = trained.parent / "run"
+    exported = run_cli("export", str(trained))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    verified = json.loads((run / "merged" / "export.json").read_text())["verified"]
+    assert verified["passed"] and verified["prompts"] == 2 and verified["max_logprob_gap"] < 1e-3
+    assert "verified on 2 prompts: the export answers as the adapter" in exported.stderr
+    result = run_cli("verify", str(run), "--count", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        "export: prompt | prompt text | prompt tokens | stop tokens | greedy output | log-probs"
+        in result.stdout
+    )
+
+    import shutil
+
+    broken = tmp_path / "other-template"
+    shutil.copytree(run / "merged", broken)
+    record = json.loads((broken / "export.json").read_text())
+    (broken / "export.json").write_text(json.dumps({**record, "template": "alpaca"}))
+    result = run_cli("verify", str(run), "--export", str(broken), "--count", "2")
+    assert result.returncode == 2 and "prompt differs at character 0" in result.stdout
+    assert "verification failed: 2 of 2 prompts differ" in result.stderr
+
+    wrong_eos = tmp_path / "wrong-eos"
+    shutil.copytree(run / "merged", wrong_eos)
+    generation = json.loads((wrong_eos / "generation_config.json").read_text())
+    (wrong_eos / "generation_config.json").write_text(json.dumps({**generation, "eos_token_id": [0]}))
+    result = run_cli("verify", str(run), "--export", str(wrong_eos), "--count", "2")
+    assert result.returncode == 2 and "stop tokens: trained [" in result.stdout
+
+
+def test_verify_compares_a_served_endpoint(server, trained):
+    result = run_cli(
+        "verify", str(trained.parent / "run"), "--endpoint", f"{server}/v1", "--api-key", KEY, "--count", "2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "endpoint: prompt | greedy output" in result.stdout

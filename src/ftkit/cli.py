@@ -55,6 +55,8 @@ def _export(args: argparse.Namespace) -> int:
     given = {name: value for name, value in flags.items() if value is not None}
     if args.allow_pickle:
         given["allow_pickle"] = True
+    if args.no_verify:
+        given["verify"] = False
     if args.recipe:
         from ftkit.config import load_recipe
 
@@ -106,6 +108,24 @@ def _eval(args: argparse.Namespace) -> int:
     quiet_library_progress()
     results = evaluate(recipe, EvalRequest(args.compare_base, args.model, args.max_samples))
     print(table(results))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ftkit.verify import verify
+
+    quiet_library_progress()
+    verify(
+        args.run_dir,
+        args.export,
+        args.endpoint,
+        args.prompts,
+        args.count,
+        args.max_new_tokens,
+        args.tolerance,
+        args.api_key,
+    )
+    print("verified: the served model answers as the trained one", file=sys.stderr)
     return 0
 
 
@@ -245,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--shard-size", help="maximum safetensors shard size (default 5GB)")
     sub.add_argument("--force", action="store_true", help="replace an existing output directory")
     sub.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip comparing the export with the adapter on a few prompts (recorded in export.json)",
+    )
+    sub.add_argument(
         "--allow-pickle",
         action="store_true",
         help="allow a base stored in pickle (.bin) files, which can run code",
@@ -287,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--api-key", help="require `Authorization: Bearer KEY` (needed to listen beyond this machine)"
     )
+
+    sub = command("verify", _verify, "Check that an export or a server answers as the trained run does.")
+    sub.add_argument("run_dir", help="the trained run's output_dir")
+    sub.add_argument("--export", help="the merged model to compare (default: the run's export.output_dir)")
+    sub.add_argument(
+        "--endpoint", help="an OpenAI-compatible base URL to compare, e.g. http://127.0.0.1:8000/v1"
+    )
+    sub.add_argument("--api-key", help="the endpoint's key")
+    sub.add_argument("--prompts", help="JSONL of {prompt} or {messages} (default: the run's eval data)")
+    sub.add_argument("--count", type=_positive, default=4, help="how many prompts (default 4)")
+    sub.add_argument("--max-new-tokens", type=_positive, default=16)
+    sub.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed log-probability gap")
 
     sub = command("import", _import, "Convert another tool's training config into an ftkit recipe.")
     sub.add_argument("tool", choices=["llamafactory"], help="the tool the config is for")

@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ftkit.atomic import atomic_directory
+from ftkit.atomic import atomic_directory, atomic_write_text
 from ftkit.config import Recipe
 from ftkit.errors import UserError
+from ftkit.models.heads import CAUSAL_LM, head_of_adapter
 from ftkit.models.loader import load_merged, trained_tokenizer
 from ftkit.models.runtime import torch_dtype
 from ftkit.models.sources import looks_like_path
-from ftkit.rundir import read_run, recorded_base
+from ftkit.rundir import RESOLVED_RECIPE_FILE, read_run, recorded_base
 
 log = logging.getLogger(__name__)
 EXPORT_FILE = "export.json"
@@ -43,6 +44,8 @@ class ExportRequest:
     """Hub revision of the base; None: the one its run.json records (else the default branch)."""
     allow_pickle: bool = False
     """Load a base stored in pickle files (.bin), which can run code when loaded."""
+    verify: bool = True
+    """Compare the export with the adapter on a few of the run's prompts (verify.py), recorded in export.json."""
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, force: bool = False) -> ExportRequest:
@@ -184,7 +187,6 @@ def _generation_config(base_dir: Path, stops: list[int] | None, tokenizer: Any) 
 def export(request: ExportRequest) -> Path:
     """Merge and save; returns the output directory."""
     from ftkit.merge import CannotStream, parse_size, stream_merge
-    from ftkit.models.heads import CAUSAL_LM, head_of_adapter
 
     parse_size(request.shard_size)
     out = Path(request.out)
@@ -250,4 +252,33 @@ def export(request: ExportRequest) -> Path:
             log.info("generation stops at %s", ", ".join(tokenizer.convert_ids_to_tokens(stops)))
         (staging / EXPORT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
     log.info("merged model written to %s", out)
+    if (
+        request.verify
+        and (adapter / RESOLVED_RECIPE_FILE).is_file()
+        and head_of_adapter(adapter) is CAUSAL_LM
+    ):
+        _record_verification(adapter, out, record)
     return out
+
+
+def _record_verification(run_dir: Path, out: Path, record: dict[str, Any]) -> None:
+    """The adapter-vs-export comparison, logged and added to export.json (a mismatch is a warning: the
+    export is complete, `ftkit verify` shows the details)."""
+    from ftkit.verify import check_export
+
+    result = check_export(run_dir, out)
+    atomic_write_text(
+        out / EXPORT_FILE, json.dumps({**record, "verified": result}, indent=2, default=str) + "\n"
+    )
+    if result["passed"]:
+        log.info(
+            "verified on %d prompts: the export answers as the adapter (log-prob gap %.1e)",
+            result["prompts"],
+            result["max_logprob_gap"],
+        )
+    else:
+        log.warning(
+            "the export does not answer as the adapter: %s; run ftkit verify %s for the details",
+            result["first_difference"],
+            run_dir,
+        )
