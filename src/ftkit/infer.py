@@ -101,7 +101,7 @@ def load_for_inference(recipe: Recipe, model_dir: str | None = None) -> tuple[An
     return load_merged(base, run_dir, revision=run.get("base_revision"))
 
 
-def _check_generates(model: Any) -> None:
+def check_generates(model: Any) -> None:
     if not model.can_generate():
         raise UserError(
             "this is a reward model (stage rm): it scores text and does not generate. Use it as a grpo reward "
@@ -109,7 +109,7 @@ def _check_generates(model: Any) -> None:
         )
 
 
-def _generate_kwargs(tokenizer: Any, template: ChatTemplate, options: GenerationOptions) -> dict[str, Any]:
+def generate_kwargs(tokenizer: Any, template: ChatTemplate, options: GenerationOptions) -> dict[str, Any]:
     from ftkit.models.special_tokens import stop_token_ids
 
     kwargs: dict[str, Any] = {
@@ -123,7 +123,7 @@ def _generate_kwargs(tokenizer: Any, template: ChatTemplate, options: Generation
     return kwargs
 
 
-def _answer(tokenizer: Any, ids: Sequence[int], stops: list[str]) -> str:
+def answer_text(tokenizer: Any, ids: Sequence[int], stops: list[str]) -> str:
     text = tokenizer.decode(ids, skip_special_tokens=False)
     for stop in [*stops, tokenizer.pad_token or ""]:
         if stop and stop in text:
@@ -148,7 +148,7 @@ def generate(
     set_seed(options.seed)
     variables = {**token_variables(tokenizer), **(template_vars or {})}
     stops = template.stop_strings(variables)
-    kwargs = _generate_kwargs(tokenizer, template, options)
+    kwargs = generate_kwargs(tokenizer, template, options)
     tokenizer.padding_side = "left"
     model.eval()
     answers: list[str] = []
@@ -166,7 +166,7 @@ def generate(
         )
         with torch.inference_mode():
             output = model.generate(**inputs, **kwargs)
-        answers += [_answer(tokenizer, row, stops) for row in output[:, inputs["input_ids"].shape[1] :]]
+        answers += [answer_text(tokenizer, row, stops) for row in output[:, inputs["input_ids"].shape[1] :]]
     return answers
 
 
@@ -176,7 +176,7 @@ def generate_file(recipe: Recipe, request: GenerationRequest) -> list[dict[str, 
         raise UserError("generation needs model.template in the recipe")
     conversations = read_conversations(request.input)
     model, tokenizer = load_for_inference(recipe, request.model)
-    _check_generates(model)
+    check_generates(model)
     template = get_template(recipe.model.template, tokenizer)
     answers = generate(
         model, tokenizer, template, conversations, request.options, True, recipe.data.template_vars
@@ -211,11 +211,11 @@ def chat(
     if not recipe.model.template:
         raise UserError("chat needs model.template in the recipe")
     model, tokenizer = load_for_inference(recipe, model_dir)
-    _check_generates(model)
+    check_generates(model)
     template = get_template(recipe.model.template, tokenizer)
     variables = {**token_variables(tokenizer), **recipe.data.template_vars}
     stops = template.stop_strings(variables)
-    kwargs = _generate_kwargs(tokenizer, template, options)
+    kwargs = generate_kwargs(tokenizer, template, options)
     model.eval()
     messages: list[dict[str, str]] = []
     print(HELP, file=out)
@@ -250,7 +250,7 @@ def chat(
             messages.pop()
             print("\n(stopped; the message was not kept)", file=out, flush=True)
             continue
-        answer = _answer(tokenizer, output[0, inputs["input_ids"].shape[1] :], stops)
+        answer = answer_text(tokenizer, output[0, inputs["input_ids"].shape[1] :], stops)
         print(file=out, flush=True)
         messages.append({"role": "assistant", "content": answer})
     return messages

@@ -43,7 +43,7 @@ class Served:
 def load_served(target: str) -> Served:
     """A recipe, a run directory or a model directory, with the chat template it was trained with."""
     from ftkit.config import load_recipe
-    from ftkit.infer import _check_generates, load_for_inference
+    from ftkit.infer import check_generates, load_for_inference
     from ftkit.models.loader import load_model_dir
     from ftkit.runfiles import RESOLVED_RECIPE_FILE
     from ftkit.templates import get_template
@@ -71,20 +71,20 @@ def load_served(target: str) -> Served:
         raise UserError(
             f"{target}: not a recipe, a run directory (with {RESOLVED_RECIPE_FILE}) or a model directory"
         )
-    _check_generates(model)
+    check_generates(model)
     return Served(name, model.eval(), tokenizer, get_template(template_name, tokenizer), dict(variables))
 
 
-class _Strict(BaseModel):
+class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class Message(_Strict):
+class Message(_Body):
     role: Literal["system", "user", "assistant", "tool"]
     content: str
 
 
-class Sampling(_Strict):
+class Sampling(_Body):
     model: str | None = None
     max_tokens: int = Field(256, ge=1, le=32768)
     temperature: float = Field(1.0, ge=0, le=2)
@@ -106,10 +106,10 @@ class CompletionRequest(Sampling):
     prompt: str | list[str]
 
 
-def _cut(text: str, stops: list[str]) -> tuple[str, str]:
-    """The text up to the first of the request's `stop` strings, and whether one was found."""
+def _cut(text: str, stops: list[str]) -> str:
+    """The text up to the first of the request's `stop` strings."""
     positions = [text.index(stop) for stop in stops if stop and stop in text]
-    return (text[: min(positions)], "stop") if positions else (text, "end")
+    return text[: min(positions)] if positions else text
 
 
 class Engine:
@@ -128,7 +128,7 @@ class Engine:
             seed=seed,
         )
 
-    def chat(self, request: ChatRequest) -> list[tuple[str, str]]:
+    def chat(self, request: ChatRequest) -> list[str]:
         served = self.served
         system = next((m.content for m in request.messages if m.role == "system"), None)
         messages = [m.model_dump() for m in request.messages if m.role != "system"]
@@ -146,11 +146,11 @@ class Engine:
             answers.append(_cut(text, request.stops()))
         return answers
 
-    def complete(self, request: CompletionRequest) -> list[tuple[str, str]]:
+    def complete(self, request: CompletionRequest) -> list[str]:
         import torch
         from transformers import set_seed
 
-        from ftkit.infer import _answer, _generate_kwargs
+        from ftkit.infer import answer_text, generate_kwargs
 
         served = self.served
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
@@ -162,10 +162,10 @@ class Engine:
                 inputs = served.tokenizer([prompt], return_tensors="pt").to(served.model.device)
                 with torch.inference_mode():
                     output = served.model.generate(
-                        **inputs, **_generate_kwargs(served.tokenizer, served.template, options)
+                        **inputs, **generate_kwargs(served.tokenizer, served.template, options)
                     )
                 stops = served.template.stop_strings(token_variables(served.tokenizer))
-                text = _answer(served.tokenizer, output[0, inputs["input_ids"].shape[1] :], stops)
+                text = answer_text(served.tokenizer, output[0, inputs["input_ids"].shape[1] :], stops)
                 answers.append(_cut(text, request.stops()))
         return answers
 
@@ -258,9 +258,9 @@ def create_app(served: Served, api_key: str | None) -> Any:
             "model": served.name,
             "choices": [
                 {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                for i, (text, reason) in enumerate(answers)
+                for i, text in enumerate(answers)
             ],
-            "usage": _usage(served.tokenizer, [m.content for m in request.messages], [a for a, _ in answers]),
+            "usage": _usage(served.tokenizer, [m.content for m in request.messages], answers),
         }
 
     @app.post("/v1/completions")
@@ -276,12 +276,12 @@ def create_app(served: Served, api_key: str | None) -> Any:
             "model": served.name,
             "choices": [
                 {"index": i, "text": text, "finish_reason": "stop", "logprobs": None}
-                for i, (text, reason) in enumerate(answers)
+                for i, text in enumerate(answers)
             ],
             "usage": _usage(
                 served.tokenizer,
                 [request.prompt] if isinstance(request.prompt, str) else request.prompt,
-                [a for a, _ in answers],
+                answers,
             ),
         }
 
@@ -294,9 +294,7 @@ def _usage(tokenizer: Any, prompts: list[str], answers: list[str]) -> dict[str, 
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _chat_events(
-    ident: str, created: int, name: str, answers: list[tuple[str, str]]
-) -> AsyncIterator[str]:
+async def _chat_events(ident: str, created: int, name: str, answers: list[str]) -> AsyncIterator[str]:
     """Server-sent events: the role, the answer's text, its end, per choice; then [DONE]."""
 
     def event(index: int, delta: dict[str, str], finish: str | None) -> str:
@@ -309,7 +307,7 @@ async def _chat_events(
         }
         return f"data: {json.dumps(chunk)}\n\n"
 
-    for index, (text, _) in enumerate(answers):
+    for index, text in enumerate(answers):
         yield event(index, {"role": "assistant", "content": ""}, None)
         for piece in _pieces(text):
             yield event(index, {"content": piece}, None)

@@ -198,13 +198,13 @@ def compare_endpoint(
     import urllib.request
 
     from ftkit.data.processors import adds_bos
-    from ftkit.infer import _answer
+    from ftkit.infer import answer_text
 
     text, ids = _render(trained, conversation)
     bos = trained.tokenizer.bos_token
     if bos and adds_bos(trained.tokenizer) and text.startswith(bos):
         text = text[len(bos) :]  # the server's tokenizer adds it, as for any completion prompt
-    expected = _answer(
+    expected = answer_text(
         trained.tokenizer,
         _greedy(trained, ids, max_new_tokens),
         trained.template.stop_strings(trained.variables),
