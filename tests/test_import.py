@@ -4,6 +4,8 @@ refused with the reason, and every key is either carried over or noted."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -104,3 +106,140 @@ def run_cli_convert(config: dict) -> str:
     with pytest.raises(UserError) as caught:
         convert(config)
     return str(caught.value)
+
+
+# axolotl: configs written in axolotl's schema (tests/data/axolotl_examples); their inline datasets become
+# a registry beside the recipe, and every row format converts.
+AXOLOTL = TEST_DATA / "axolotl_examples"
+AXOLOTL_CONFIGS = {
+    # config: (stage, registry entry of its first dataset without file_name, text the preview shows)
+    "llama3_lora_chat.yml": (
+        "sft",
+        {
+            "formatting": "openai",
+            "columns": {"messages": "messages"},
+            "tags": {"role_tag": "role", "content_tag": "content"},
+        },
+        "[[blue<|eot_id|>]]",
+    ),
+    "qwen_full_sharegpt.yml": (
+        "sft",
+        {
+            "formatting": "openai",
+            "columns": {"messages": "conversations"},
+            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"},
+        },
+        "[[You are welcome.<|im_end|>]]",
+    ),
+    "mistral_qlora_alpaca.yml": ("sft", {"formatting": "alpaca"}, "[[Paris<|im_end|>]]"),
+    "completion_pt.yml": (
+        "pt",
+        {"formatting": "text", "columns": {"text": "text"}},
+        "[[Here is a fact: the capital",
+    ),
+    "dpo_intel.yml": (
+        "dpo",
+        {
+            "formatting": "alpaca",
+            "ranking": True,
+            "columns": {"prompt": "question", "chosen": "chosen", "rejected": "rejected", "system": "system"},
+            "split": "train",
+        },
+        "CHOSEN: Paris",
+    ),
+    "kto_ultra.yml": (
+        "kto",
+        {
+            "formatting": "alpaca",
+            "columns": {"prompt": "prompt", "response": "completion", "kto_tag": "label"},
+        },
+        "ANSWER (desirable): Paris",
+    ),
+    "orpo_prompt_pairs.yml": (
+        "orpo",
+        {
+            "formatting": "alpaca",
+            "ranking": True,
+            "columns": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"},
+        },
+        "CHOSEN:  Paris</s>",
+    ),
+}
+
+
+def test_every_axolotl_config_is_accounted_for():
+    assert sorted([*AXOLOTL_CONFIGS, "input_output.yml"]) == sorted(p.name for p in AXOLOTL.glob("*.yml"))
+
+
+@pytest.mark.parametrize("name", sorted(AXOLOTL_CONFIGS))
+def test_axolotl_config_imports_to_a_recipe_whose_rows_convert(tmp_path, tiny_model_dir, capsys, name):
+    from ftkit.cli import main
+    from ftkit.importers.axolotl import import_config
+
+    stage, entry, shown = AXOLOTL_CONFIGS[name]
+    source, recipe = AXOLOTL / name, tmp_path / "recipes" / "imported.yaml"
+    assert main(["import", "axolotl", str(source), "-o", str(recipe)]) == 0
+    written = yaml.safe_load(recipe.read_text())
+    conversion = import_config(source)
+    noted = {note.split(":")[0].split("[")[0].split(".")[0] for note in conversion.notes}
+    for key in yaml.safe_load(source.read_text()):
+        assert key in conversion.converted or key in noted, key
+    assert written["stage"] == stage
+    assert written["data"]["dataset_dir"] == str(tmp_path / "recipes" / "imported_data")
+    registry = json.loads((tmp_path / "recipes" / "imported_data" / "dataset_info.json").read_text())
+    first = registry[written["data"]["train"][0]]
+    assert (tmp_path / "recipes" / "imported_data" / first.pop("file_name")).is_file()
+    assert first == entry
+    foreign = written["model"].get("template") not in (None, "tokenizer", "chatml")
+    stand_in = [
+        f"model.name_or_path={tiny_model_dir}",
+        "model.attn_implementation=auto",
+        *(["model.add_template_tokens=true"] if foreign else []),
+        f"train.output_dir={tmp_path / 'out'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    ]
+    capsys.readouterr()
+    assert main(["check", str(recipe), *stand_in, "-q"]) == 0, capsys.readouterr().err[-2000:]
+    assert main(["data", "preview", str(recipe), *stand_in, "-n", "1"]) == 0
+    assert shown in capsys.readouterr().out
+
+
+def test_axolotl_llama3_lora_settings_carry_over(tmp_path):
+    from ftkit.importers.axolotl import import_config
+
+    recipe = import_config(AXOLOTL / "llama3_lora_chat.yml").recipe
+    assert recipe["model"] == {
+        "name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct",
+        "quantization": {"bits": 8},
+        "template": "llama3",
+        "attn_implementation": "flash_attention_2",
+    }
+    assert recipe["adapter"] == {
+        "type": "lora",
+        "r": 16,
+        "alpha": 32,
+        "dropout": 0.05,
+        "target_modules": "all-linear",
+    }
+    assert recipe["data"]["val_size"] == 0.25 and recipe["data"]["max_length"] == 512
+    assert recipe["train"]["optim"] == "adamw_8bit" and recipe["train"]["save_strategy"] == "epoch"
+    assert recipe["logging"] == {"report_to": ["wandb"], "project": "chat-lora"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["input_output.yml", "-o", "r.yaml"],
+            "type input_output: its segments carry their own train/mask flags",
+        ),
+        (["llama3_lora_chat.yml"], "declares its datasets inline: give -o RECIPE.yaml"),
+    ],
+)
+def test_axolotl_configs_ftkit_cannot_take_are_refused(tmp_path, capsys, args, message):
+    from ftkit.cli import main
+
+    config, *rest = args
+    rest = [str(tmp_path / item) if item.endswith(".yaml") else item for item in rest]
+    assert main(["import", "axolotl", str(AXOLOTL / config), *rest]) == 2
+    assert message in capsys.readouterr().err

@@ -142,6 +142,18 @@ def _import(args: argparse.Namespace) -> int:
 
     importer = IMPORTERS[args.tool]
     conversion = importer.import_config(args.config)
+    if conversion.registry:
+        # The config declared its datasets inline: they become a registry beside the recipe.
+        if not args.output:
+            raise UserError(
+                f"this {args.tool} config declares its datasets inline: give -o RECIPE.yaml, and their "
+                "registry is written beside it"
+            )
+        output = Path(args.output)
+        dataset_dir = output.parent / f"{output.stem}_data"
+        conversion.set("data.dataset_dir", str(dataset_dir))
+        conversion.write_registry(dataset_dir)
+        print(f"wrote {dataset_dir / 'dataset_info.json'}", file=sys.stderr)
     text = importer.render(conversion, args.config)
     if args.output:
         atomic_write_text(Path(args.output), text)
@@ -326,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed log-probability gap")
 
     sub = command("import", _import, "Convert another tool's training config into an ftkit recipe.")
-    sub.add_argument("tool", choices=["llamafactory"], help="the tool the config is for")
+    sub.add_argument("tool", choices=["llamafactory", "axolotl"], help="the tool the config is for")
     sub.add_argument("config", help="its training YAML")
     sub.add_argument("-o", "--output", help="write the recipe here (default: print it)")
 

@@ -3,6 +3,6 @@ IMPORTERS."""
 
 from __future__ import annotations
 
-from ftkit.importers import llamafactory
+from ftkit.importers import axolotl, llamafactory
 
-IMPORTERS = {"llamafactory": llamafactory}
+IMPORTERS = {"llamafactory": llamafactory, "axolotl": axolotl}

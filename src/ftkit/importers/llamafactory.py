@@ -9,68 +9,11 @@ The registry is LLaMA-Factory's own `dataset_info.json`, read as it is (data.dat
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ftkit.errors import UserError
-
-Recipe = dict[str, Any]
-
-
-@dataclass
-class Conversion:
-    recipe: Recipe = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    """One line per key that was not carried over as it is: what was done about it."""
-    converted: list[str] = field(default_factory=list)
-    """The keys a rule of KEYS converted (into the recipe, or into a note)."""
-
-    def set(self, path: str, value: Any) -> None:
-        section, _, key = path.rpartition(".")
-        target = self.recipe
-        for part in filter(None, section.split(".")):
-            target = target.setdefault(part, {})
-        target[key] = value
-
-    def get(self, path: str, default: Any = None) -> Any:
-        node: Any = self.recipe
-        for part in path.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
-
-    def note(self, key: str, text: str) -> None:
-        self.notes.append(f"{key}: {text}")
-
-
-Rule = Callable[[Conversion, str, Any, dict[str, Any]], None]
-"""How one key converts: rule(conversion, key, value, the whole config)."""
-
-
-def to(path: str, convert: Callable[[Any], Any] = lambda value: value) -> Rule:
-    """The value goes to recipe key `path` (converted)."""
-
-    def rule(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
-        out.set(path, convert(value))
-
-    return rule
-
-
-def dropped(reason: str) -> Rule:
-    """No ftkit equivalent, or nothing to do: noted with the reason."""
-
-    def rule(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
-        out.note(key, f"not carried over ({value!r}): {reason}")
-
-    return rule
-
-
-def _names(value: Any) -> list[str]:
-    return [name.strip() for name in str(value).split(",") if name.strip()] if value else []
-
+from ftkit.importers.rules import Conversion, Rule, dropped, names, read_yaml, to
 
 STAGES = {"pt": "pt", "sft": "sft", "dpo": "dpo", "kto": "kto", "rm": "rm"}
 TEMPLATES = {
@@ -145,7 +88,7 @@ def _template(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> 
 
 
 def _lora_target(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
-    out.set("adapter.target_modules", "all-linear" if value == "all" else _names(value))
+    out.set("adapter.target_modules", "all-linear" if value == "all" else names(value))
 
 
 def _deepspeed(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
@@ -186,7 +129,7 @@ def _galore(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> No
     layerwise = config.get("galore_layerwise", False)
     out.set("train.optim", "galore_adamw_layerwise" if layerwise else "galore_adamw")
     target = config.get("galore_target", "all")
-    out.set("train.optim_target_modules", [".*attn.*", ".*mlp.*"] if target == "all" else _names(target))
+    out.set("train.optim_target_modules", [".*attn.*", ".*mlp.*"] if target == "all" else names(target))
     rank, scale = config.get("galore_rank", 16), config.get("galore_scale", 2.0)
     out.set(
         "train.optim_args",
@@ -196,10 +139,10 @@ def _galore(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> No
 
 
 def _report_to(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
-    names = _names(value) if isinstance(value, str) else list(value or [])
-    kept = [name for name in names if name in ("wandb", "tensorboard", "mlflow")]
+    listed = names(value)
+    kept = [name for name in listed if name in ("wandb", "tensorboard", "mlflow")]
     out.set("logging.report_to", kept)
-    if unknown := [name for name in names if name not in (*kept, "none")]:
+    if unknown := [name for name in listed if name not in (*kept, "none")]:
         out.note(
             key, f"{', '.join(unknown)} not carried over: ftkit reports to wandb, tensorboard and mlflow"
         )
@@ -249,7 +192,7 @@ KEYS: dict[str, Rule] = {
     "lora_alpha": to("adapter.alpha"),
     "lora_dropout": to("adapter.dropout"),
     "lora_target": _lora_target,
-    "additional_target": to("adapter.modules_to_save", _names),
+    "additional_target": to("adapter.modules_to_save", names),
     "use_dora": to("adapter.use_dora"),
     "use_rslora": to("adapter.use_rslora"),
     "pissa_init": _init,
@@ -271,8 +214,8 @@ KEYS: dict[str, Rule] = {
     "simpo_gamma": _preference,
     "kto_chosen_weight": to("kto.desirable_weight"),
     "kto_rejected_weight": to("kto.undesirable_weight"),
-    "dataset": to("data.train", _names),
-    "eval_dataset": to("data.eval", _names),
+    "dataset": to("data.train", names),
+    "eval_dataset": to("data.eval", names),
     "dataset_dir": to("data.dataset_dir"),
     "template": _template,
     "cutoff_len": to("data.max_length"),
@@ -341,17 +284,7 @@ def convert(config: dict[str, Any]) -> Conversion:
     if "stage" not in config:
         raise UserError("not a LLaMA-Factory training config: it has no stage")
     out = Conversion()
-    unknown = []
-    for key, value in config.items():
-        rule = KEYS.get(key)
-        if rule is None:
-            unknown.append(key)
-        else:
-            if value is not None:  # null: LLaMA-Factory's default, ftkit's too
-                rule(out, key, value, config)
-            out.converted.append(key)
-    for key in unknown:
-        out.note(key, f"not carried over ({config[key]!r}): ftkit has no such setting")
+    out.convert(config, KEYS)
     _defaults(out, config)
     return out
 
@@ -394,26 +327,8 @@ def _defaults(out: Conversion, config: dict[str, Any]) -> None:
 
 
 def import_config(path: str | Path) -> Conversion:
-    import yaml
-
-    try:
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path} is not a LLaMA-Factory config (a YAML mapping of settings)")
-    return convert(config)
+    return convert(read_yaml(path, "LLaMA-Factory"))
 
 
 def render(conversion: Conversion, source: str | Path) -> str:
-    """The recipe as YAML, headed by where it came from and the notes."""
-    import yaml
-
-    order = ["stage", "model", "adapter", "data", "train", "logging", "distributed"]
-    recipe = {key: conversion.recipe[key] for key in order if key in conversion.recipe}
-    recipe |= {key: value for key, value in conversion.recipe.items() if key not in recipe}
-    header = [f"# Imported from the LLaMA-Factory config {source} by `ftkit import llamafactory`."]
-    if conversion.notes:
-        header.append("# What was not carried over as it is:")
-        header += [f"#   {note}" for note in conversion.notes]
-    return "\n".join(header) + "\n" + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
+    return conversion.render(f"the LLaMA-Factory config {source} by `ftkit import llamafactory`")
