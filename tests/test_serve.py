@@ -108,14 +108,37 @@ def test_openai_client_gets_the_answers_ftkit_generate_gives(server, trained, tm
         answers = list(pool.map(ask, PROMPTS))
     assert answers == expected
 
-    stream = client.chat.completions.create(
+    def streamed(**options: object) -> tuple[list[str], str]:
+        chunks = list(
+            client.chat.completions.create(
+                model=model.id,
+                messages=[{"role": "user", "content": PROMPTS[0]}],
+                temperature=0,
+                stream=True,
+                **options,
+            )
+        )
+        pieces = [chunk.choices[0].delta.content for chunk in chunks if chunk.choices[0].delta.content]
+        return pieces, chunks[-1].choices[0].finish_reason
+
+    pieces, finish = streamed(max_tokens=12)
+    assert "".join(pieces) == expected[0] and len(pieces) > 3, pieces  # sent while it is generated
+    assert finish == "length"
+    stop = expected[0][len(expected[0]) // 2 :][:3]  # the request's stop string, wherever it falls in tokens
+    pieces, finish = streamed(max_tokens=12, stop=[stop])
+    assert "".join(pieces) == expected[0][: expected[0].index(stop)] and finish == "stop", (
+        pieces,
+        stop,
+        expected[0],
+    )
+    short = client.chat.completions.create(
         model=model.id,
         messages=[{"role": "user", "content": PROMPTS[0]}],
         temperature=0,
         max_tokens=12,
-        stream=True,
+        stop=stop,
     )
-    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == expected[0]
+    assert short.choices[0].message.content == "".join(pieces) and short.choices[0].finish_reason == "stop"
 
     completion = client.completions.create(
         model=model.id, prompt="The capital of", max_tokens=5, temperature=0
@@ -201,3 +224,42 @@ def test_verify_compares_a_served_endpoint(server, trained):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "endpoint: prompt | greedy output" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("stops", "pieces", "final"),
+    [
+        ([], ["Wh", " 2", " 2", " 2"], "Wh 2 2 2"),
+        # a stop string that arrives over two tokens is held back, never sent
+        ([" 2 "], ["Wh"], "Wh"),
+        (["2 2"], ["Wh"], "Wh"),
+    ],
+)
+def test_streamed_pieces_are_the_answer_and_hold_back_a_stop_string(tiny_model_dir, stops, pieces, final):
+    from transformers import AutoTokenizer
+
+    from ftkit.serve_engines import Answer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    sent: list[str] = []
+    answer = Answer(tokenizer, ["<|im_end|>"], stops, sent.append)
+    for token in tokenizer.encode("Wh 2 2 2<|im_end|> 2", add_special_tokens=False):
+        answer.add([token])
+        if answer.stopped.is_set():
+            break
+    assert answer.finish() == final and sent == pieces
+
+
+def test_vllm_engine_needs_a_merged_model_and_vllm(trained, tiny_model_dir, tmp_path, capsys):
+    import yaml
+
+    from ftkit.cli import main
+
+    recipe = yaml.safe_load(trained.read_text())
+    recipe["export"] = {"output_dir": str(tmp_path / "not-exported")}
+    unexported = tmp_path / "recipe.yaml"
+    unexported.write_text(yaml.safe_dump(recipe))
+    assert main(["serve", str(unexported), "--engine", "vllm"]) == 2
+    assert "--engine vllm serves a merged model: run `ftkit export RECIPE` first" in capsys.readouterr().err
+    assert main(["serve", str(tiny_model_dir), "--engine", "vllm"]) == 2
+    assert "--engine vllm needs vLLM: pip install 'ftkit[vllm]'" in capsys.readouterr().err

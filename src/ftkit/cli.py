@@ -132,7 +132,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from ftkit.serve import serve
 
-    serve(args.target, args.host, args.port, args.api_key)
+    serve(args.target, args.host, args.port, args.api_key, args.engine)
     return 0
 
 
@@ -323,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     sub.add_argument(
         "--api-key", help="require `Authorization: Bearer KEY` (needed to listen beyond this machine)"
+    )
+    sub.add_argument(
+        "--engine",
+        choices=["transformers", "vllm"],
+        default="transformers",
+        help="what generates: transformers (default) or vLLM (CUDA, a merged model; ftkit[vllm])",
     )
 
     sub = command("verify", _verify, "Check that an export or a server answers as the trained run does.")

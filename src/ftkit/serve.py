@@ -4,8 +4,9 @@ GET /health, GET /v1/models, POST /v1/chat/completions (server-sent events with 
 POST /v1/completions. Chat prompts are rendered with the run's own chat template and generation stops at
 its stop tokens, exactly as `ftkit generate` does (infer.py): a greedy answer here equals that command's.
 One model, one generation at a time: requests wait in line (an asyncio lock) and are never interleaved.
-With stream: true the answer is sent as server-sent events once it is generated (not token by token).
-Errors are OpenAI's JSON shape with 400/401/404/422, never a traceback.
+With stream: true the answer's text is sent as server-sent events while its tokens are generated. The
+engines (transformers, or vLLM with --engine vllm) are in serve_engines.py. Errors are OpenAI's JSON shape
+with 400/401/404/422, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,63 +17,17 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ftkit.errors import UserError
-from ftkit.infer import GenerationOptions, generate
-from ftkit.templates import ChatTemplate, token_variables
+from ftkit.serve_engines import ENGINES, Choice, Limits, Prompt, Served, resolve_served
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-@dataclass
-class Served:
-    name: str
-    model: Any
-    tokenizer: Any
-    template: ChatTemplate
-    template_vars: dict[str, str]
-
-
-def load_served(target: str) -> Served:
-    """A recipe, a run directory or a model directory, with the chat template it was trained with."""
-    from ftkit.config import load_recipe
-    from ftkit.infer import check_generates, load_for_inference
-    from ftkit.models.loader import load_model_dir
-    from ftkit.runfiles import RESOLVED_RECIPE_FILE
-    from ftkit.templates import get_template
-
-    path = Path(target)
-    recipe_path = path if path.is_file() else path / RESOLVED_RECIPE_FILE
-    if recipe_path.is_file():
-        recipe = load_recipe(recipe_path)
-        if not recipe.model.template:
-            raise UserError(f"{target}: the recipe has no model.template to render chat prompts with")
-        model, tokenizer = load_for_inference(recipe)
-        name, variables, template_name = (
-            recipe.logging.run_name or path.stem,
-            recipe.data.template_vars,
-            recipe.model.template,
-        )
-    elif (path / "config.json").is_file():
-        model, tokenizer = load_model_dir(target)
-        export = path / "export.json"
-        template_name = (
-            json.loads(export.read_text()).get("template") if export.is_file() else None
-        ) or "tokenizer"
-        name, variables = path.name, {}
-    else:
-        raise UserError(
-            f"{target}: not a recipe, a run directory (with {RESOLVED_RECIPE_FILE}) or a model directory"
-        )
-    check_generates(model)
-    return Served(name, model.eval(), tokenizer, get_template(template_name, tokenizer), dict(variables))
 
 
 class _Body(BaseModel):
@@ -106,68 +61,37 @@ class CompletionRequest(Sampling):
     prompt: str | list[str]
 
 
-def _cut(text: str, stops: list[str]) -> str:
-    """The text up to the first of the request's `stop` strings."""
-    positions = [text.index(stop) for stop in stops if stop and stop in text]
-    return text[: min(positions)] if positions else text
-
-
 class Engine:
-    """Generation for the served model, one request at a time."""
+    """An engine of serve_engines.py behind a lock: one generation at a time."""
 
-    def __init__(self, served: Served) -> None:
-        self.served = served
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
         self.lock = asyncio.Lock()
 
-    def _options(self, request: Sampling, seed: int) -> GenerationOptions:
-        return GenerationOptions(
-            max_new_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            batch_size=1,
-            seed=seed,
-        )
+    def prompts(self, request: Sampling) -> list[Prompt]:
+        if isinstance(request, ChatRequest):
+            system = next((m.content for m in request.messages if m.role == "system"), None)
+            messages = [m.model_dump() for m in request.messages if m.role != "system"]
+            return [self.backend.render(messages, system)]
+        assert isinstance(request, CompletionRequest)
+        texts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        return [Prompt(text, chat=False) for text in texts]
 
-    def chat(self, request: ChatRequest) -> list[str]:
-        served = self.served
-        system = next((m.content for m in request.messages if m.role == "system"), None)
-        messages = [m.model_dump() for m in request.messages if m.role != "system"]
-        answers = []
-        for index in range(request.n):
-            options = self._options(request, (request.seed or 0) + index)
-            [text] = generate(
-                served.model,
-                served.tokenizer,
-                served.template,
-                [{"system": system, "messages": messages}],
-                options,
-                template_vars=served.template_vars,
-            )
-            answers.append(_cut(text, request.stops()))
-        return answers
-
-    def complete(self, request: CompletionRequest) -> list[str]:
-        import torch
-        from transformers import set_seed
-
-        from ftkit.infer import answer_text, generate_kwargs
-
-        served = self.served
-        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        answers = []
-        for prompt in prompts:
+    def choices(self, request: Sampling, on_text: Callable[[int, str], None] | None = None) -> list[Choice]:
+        """Every choice of the request: n per prompt, the k-th sampled with seed + k."""
+        choices = []
+        for prompt in self.prompts(request):
             for index in range(request.n):
-                options = self._options(request, (request.seed or 0) + index)
-                set_seed(options.seed)
-                inputs = served.tokenizer([prompt], return_tensors="pt").to(served.model.device)
-                with torch.inference_mode():
-                    output = served.model.generate(
-                        **inputs, **generate_kwargs(served.tokenizer, served.template, options)
-                    )
-                stops = served.template.stop_strings(token_variables(served.tokenizer))
-                text = answer_text(served.tokenizer, output[0, inputs["input_ids"].shape[1] :], stops)
-                answers.append(_cut(text, request.stops()))
-        return answers
+                limits = Limits(
+                    request.max_tokens,
+                    request.temperature,
+                    request.top_p,
+                    (request.seed or 0) + index,
+                    request.stops(),
+                )
+                pieces = partial(on_text, len(choices)) if on_text else None
+                choices.append(self.backend.generate(prompt, limits, pieces))
+        return choices
 
 
 def _error(status: int, message: str, kind: str, param: str | None = None) -> Any:
@@ -179,14 +103,14 @@ def _error(status: int, message: str, kind: str, param: str | None = None) -> An
     )
 
 
-def create_app(served: Served, api_key: str | None) -> Any:
+def create_app(served: Served, backend: Any, api_key: str | None) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import StreamingResponse
     from starlette.exceptions import HTTPException
 
     app = FastAPI(title="ftkit", docs_url=None, redoc_url=None, openapi_url=None)
-    engine = Engine(served)
+    engine = Engine(backend)
     created = int(time.time())
 
     @app.middleware("http")
@@ -245,57 +169,65 @@ def create_app(served: Served, api_key: str | None) -> Any:
         if (refused := check_model(request.model)) is not None:
             return refused
         ident, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        async with engine.lock:
-            answers = await asyncio.to_thread(engine.chat, request)
         if request.stream:
             return StreamingResponse(
-                _chat_events(ident, now, served.name, answers), media_type="text/event-stream"
+                _chat_events(engine, request, ident, now, served.name), media_type="text/event-stream"
             )
+        async with engine.lock:
+            choices = await asyncio.to_thread(engine.choices, request)
         return {
             "id": ident,
             "object": "chat.completion",
             "created": now,
             "model": served.name,
             "choices": [
-                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                for i, text in enumerate(answers)
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": choice.text},
+                    "finish_reason": choice.finish_reason,
+                }
+                for i, choice in enumerate(choices)
             ],
-            "usage": _usage(served.tokenizer, [m.content for m in request.messages], answers),
+            "usage": _usage(choices, request.n),
         }
 
     @app.post("/v1/completions")
     async def completions(request: CompletionRequest) -> Any:
         if (refused := check_model(request.model)) is not None:
             return refused
+        if request.stream:
+            return _error(
+                400, "stream is supported for chat completions only", "invalid_request_error", "stream"
+            )
         async with engine.lock:
-            answers = await asyncio.to_thread(engine.complete, request)
+            choices = await asyncio.to_thread(engine.choices, request)
         return {
             "id": f"cmpl-{uuid.uuid4().hex}",
             "object": "text_completion",
             "created": int(time.time()),
             "model": served.name,
             "choices": [
-                {"index": i, "text": text, "finish_reason": "stop", "logprobs": None}
-                for i, text in enumerate(answers)
+                {"index": i, "text": choice.text, "finish_reason": choice.finish_reason, "logprobs": None}
+                for i, choice in enumerate(choices)
             ],
-            "usage": _usage(
-                served.tokenizer,
-                [request.prompt] if isinstance(request.prompt, str) else request.prompt,
-                answers,
-            ),
+            "usage": _usage(choices, request.n),
         }
 
     return app
 
 
-def _usage(tokenizer: Any, prompts: list[str], answers: list[str]) -> dict[str, int]:
-    prompt = sum(len(tokenizer.encode(text, add_special_tokens=False)) for text in prompts)
-    completion = sum(len(tokenizer.encode(text, add_special_tokens=False)) for text in answers)
+def _usage(choices: list[Choice], n: int) -> dict[str, int]:
+    # A prompt counts once for its n choices, as OpenAI counts.
+    prompt = sum(choice.prompt_tokens for choice in choices[::n])
+    completion = sum(choice.completion_tokens for choice in choices)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _chat_events(ident: str, created: int, name: str, answers: list[str]) -> AsyncIterator[str]:
-    """Server-sent events: the role, the answer's text, its end, per choice; then [DONE]."""
+async def _chat_events(
+    engine: Engine, request: ChatRequest, ident: str, created: int, name: str
+) -> AsyncIterator[str]:
+    """Server-sent events while the answers are generated: per choice its role, its text in pieces as they
+    come, its end with the finish reason; then [DONE]. A client that goes away stops the generation."""
 
     def event(index: int, delta: dict[str, str], finish: str | None) -> str:
         chunk = {
@@ -307,19 +239,54 @@ async def _chat_events(ident: str, created: int, name: str, answers: list[str]) 
         }
         return f"data: {json.dumps(chunk)}\n\n"
 
-    for index, text in enumerate(answers):
-        yield event(index, {"role": "assistant", "content": ""}, None)
-        for piece in _pieces(text):
-            yield event(index, {"content": piece}, None)
-        yield event(index, {}, "stop")
-    yield "data: [DONE]\n\n"
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
+    started: set[int] = set()
+    gone = False
+
+    def on_text(index: int, text: str) -> None:
+        if gone:
+            raise _ClientGone
+        loop.call_soon_threadsafe(queue.put_nowait, (index, text))
+
+    def run() -> list[Choice]:
+        try:
+            return engine.choices(request, on_text)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    async with engine.lock:
+        work = asyncio.ensure_future(asyncio.to_thread(run))
+        try:
+            while (item := await queue.get()) is not None:
+                index, text = item
+                if index not in started:
+                    started.add(index)
+                    yield event(index, {"role": "assistant", "content": ""}, None)
+                yield event(index, {"content": text}, None)
+            try:
+                choices = await work
+            except Exception as exc:
+                log.exception("streamed request failed")
+                failure = {"message": f"generation failed: {type(exc).__name__}", "type": "server_error"}
+                yield f"data: {json.dumps({'error': failure})}\n\n"
+                return
+            for index, choice in enumerate(choices):
+                if index not in started:
+                    yield event(index, {"role": "assistant", "content": ""}, None)
+                yield event(index, {}, choice.finish_reason)
+            yield "data: [DONE]\n\n"
+        finally:
+            # The client went away (or the server stops): end the generation before the next request runs.
+            gone = True
+            await asyncio.gather(work, return_exceptions=True)
 
 
-def _pieces(text: str, size: int = 16) -> list[str]:
-    return [text[start : start + size] for start in range(0, len(text), size)] or []
+class _ClientGone(Exception):
+    """Raised in the generating thread when the streaming client has disconnected."""
 
 
-def serve(target: str, host: str, port: int, api_key: str | None) -> None:
+def serve(target: str, host: str, port: int, api_key: str | None, engine: str = "transformers") -> None:
     """Load the model and serve it until interrupted."""
     import uvicorn
 
@@ -327,10 +294,16 @@ def serve(target: str, host: str, port: int, api_key: str | None) -> None:
         raise UserError(
             f"serving on {host} without --api-key would let anyone on the network use it: pass --api-key KEY, or keep --host 127.0.0.1"
         )
-    served = load_served(target)
+    served = resolve_served(target)
+    backend = ENGINES[engine](served)
     if api_key is None:
         log.info("no --api-key: serving on %s only, without authentication", host)
     log.info(
-        "serving %s at http://%s:%d/v1 (chat template %s)", served.name, host, port, served.template.name
+        "serving %s with %s at http://%s:%d/v1 (chat template %s)",
+        served.name,
+        engine,
+        host,
+        port,
+        served.template_name,
     )
-    uvicorn.run(create_app(served, api_key), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(served, backend, api_key), host=host, port=port, log_level="warning")
