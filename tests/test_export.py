@@ -11,10 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from ftkit.answer_scores import (
+    accuracy,
+    exact_match,
+    numeric_accuracy,
+    predicted_label,
+    rouge,
+    rouge_l,
+    rouge_n,
+)
 from ftkit.errors import UserError
 from ftkit.export import ExportRequest, export
 from ftkit.merge import parse_size, read_adapter
-from ftkit.metrics import accuracy, exact_match, numeric_accuracy, predicted_label, rouge, rouge_l, rouge_n
 from tests.conftest import ROOT, run_cli
 
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}

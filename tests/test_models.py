@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
+from ftkit.answer_scores import final_number
 from ftkit.config.sections.adapter import FreezeAdapter, FullAdapter, LoraAdapter
 from ftkit.errors import UserError
-from ftkit.metrics import final_number
 from ftkit.models.adapters import apply_adapter, count_parameters, decoder_layers
 from ftkit.models.fused_norm import PLAIN_RMS_NORMS, use_fused_rms_norm
 from ftkit.stages.rewards import REWARDS, resolve_reward

@@ -125,20 +125,34 @@ def mean_nll(
 
 
 def task_metrics(
-    answers: list[str], references: list[str], metrics: list[str], labels: list[str]
-) -> dict[str, float]:
-    """The metric table's generated-answer metrics named in `metrics`."""
-    scores: dict[str, float] = {}
+    answers: list[str],
+    references: list[str],
+    metrics: list[str],
+    labels: list[str],
+    groups: list[str | None] | None = None,
+) -> dict[str, Any]:
+    """The metric table's generated-answer metrics named in `metrics`; a report's structured parts (a
+    confusion matrix, per-group rates) are kept under the metric's name."""
+    scores: dict[str, Any] = {}
     for name in metrics:
-        generated = METRICS[name].generated
-        if generated is not None:
-            scores |= generated(answers, references, labels)
+        metric = METRICS[name]
+        if metric.generated is None:
+            continue
+        arguments = (answers, references, labels) + (
+            (groups or [None] * len(answers),) if metric.grouped else ()
+        )
+        result = metric.generated(*arguments)
+        scores |= {key: value for key, value in result.items() if isinstance(value, float | int)}
+        if details := {key: value for key, value in result.items() if not isinstance(value, float | int)}:
+            scores[name] = details
     return scores
 
 
 def lower_is_better(name: str) -> bool:
     """For a reported score (rouge reports rouge1, ...): whether a smaller value is the better one."""
-    return name in METRICS and METRICS[name].lower_is_better
+    if name in METRICS:
+        return METRICS[name].lower_is_better
+    return any(name in metric.lower_is_better_scores for metric in METRICS.values())
 
 
 def score_model(
@@ -166,7 +180,8 @@ def score_model(
         answers = generate(
             model, bundle.tokenizer, bundle.template, conversations, options, True, recipe.data.template_vars
         )
-        scores |= task_metrics(answers, references, generated, labels)
+        groups = examples["group"] if "group" in examples.column_names else None
+        scores |= task_metrics(answers, references, generated, labels, groups)
         scores["samples"] = [
             {"prompt": c["messages"][-1]["content"], "reference": r, "answer": a}
             for c, r, a in list(zip(conversations, references, answers, strict=True))[:5]
@@ -209,15 +224,23 @@ def _change(metric: str, base: float, tuned: float) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
+    """The scores side by side, then each report's structured parts (per model)."""
+    from ftkit.task_reports import render_report
+
     tuned = {k: v for k, v in results["fine_tuned"].items() if isinstance(v, float)}
     base = {k: v for k, v in results.get("base", {}).items() if isinstance(v, float)}
     if not base:
-        return "\n".join(f"{metric:<16} {value:.4f}" for metric, value in tuned.items())
-    lines = [f"{'metric':<16} {'base':>10} {'fine-tuned':>11} {'improvement':>12}"]
-    for metric, value in tuned.items():
-        lines.append(
-            f"{metric:<16} {base[metric]:>10.4f} {value:>11.4f} {_change(metric, base[metric], value):>12}"
-        )
+        lines = [f"{metric:<16} {value:.4f}" for metric, value in tuned.items()]
+    else:
+        lines = [f"{'metric':<16} {'base':>10} {'fine-tuned':>11} {'improvement':>12}"]
+        for metric, value in tuned.items():
+            lines.append(
+                f"{metric:<16} {base[metric]:>10.4f} {value:>11.4f} {_change(metric, base[metric], value):>12}"
+            )
+    for model in ("base", "fine_tuned"):
+        for name, part in results.get(model, {}).items():
+            if isinstance(part, dict):
+                lines += ["", *render_report(f"{model.replace('_', '-')} {name}", part)]
     return "\n".join(lines)
 
 

@@ -1,187 +1,25 @@
-"""The eval metric table (`ftkit eval`, `eval.metrics`), and the per-answer scores it shares with the
-GRPO rewards: a metric and a reward of the same name score an answer the same way (the metric is the
-mean of the reward over the eval examples). Adding a metric is one `register_metric(Metric(...))`.
+"""The eval metric table (`ftkit eval`, `eval.metrics`). A metric and a GRPO reward of the same name score
+an answer the same way (answer_scores.py; the metric is the mean of the reward over the eval examples).
+Adding a metric is one `register_metric(Metric(...))`.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import string
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from ftkit.answer_scores import (
+    accuracy,
+    exact_match,
+    label_match_score,
+    mean_score,
+    numeric_accuracy,
+    rouge,
+)
 from ftkit.tables import Table
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-_FRACTION = re.compile(r"^(-?)\\d?frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
-_REASONING_END = "</think>"
-
-
-def final_answer(text: str) -> str:
-    """The answer part of a completion: what follows the reasoning block of a reasoning model, if any."""
-    return text.rsplit(_REASONING_END, 1)[-1]
-
-
-def _last_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (braces inside it balanced), or None."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, begin = 0, start + len("\\boxed{")
-    for index in range(begin, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[index], 0)
-        if depth < 0:
-            return text[begin:index]
-    return None
-
-
-def _as_number(text: str) -> float | None:
-    cleaned = text.strip().strip("$").replace(",", "").replace(" ", "").removeprefix("\\!")
-    fraction = _FRACTION.match(cleaned)
-    try:
-        if fraction:
-            value = float(fraction.group(2)) / float(fraction.group(3))
-            return -value if fraction.group(1) else value
-        return float(cleaned)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def final_number(text: str) -> float | None:
-    """The answer a math solution states: after `####`, else inside the last `\\boxed{}` (a number or a
-    \\frac; anything else there is no number), else the last number of the answer part."""
-    text = final_answer(text)
-    found = re.findall(r"####\s*(-?[\d,]*\.?\d+)", text)
-    if found:
-        return float(found[-1].replace(",", ""))
-    boxed = _last_boxed(text)
-    if boxed is not None:
-        return _as_number(boxed)
-    numbers = _NUMBER.findall(text)
-    return float(numbers[-1].replace(",", "")) if numbers else None
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, no punctuation, no articles, single spaces (SQuAD's exact-match normalization)."""
-    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-# ------------------------------------------------------------------ one answer against its reference
-
-
-def exact_match_score(prediction: str, reference: str) -> float:
-    """1 when the answer (after any `</think>`) equals the reference after SQuAD normalization."""
-    return float(normalize_answer(final_answer(prediction)) == normalize_answer(reference))
-
-
-def numeric_match_score(prediction: str, reference: str) -> float | None:
-    """1 when the answer's final number equals the reference's; None when the reference has none."""
-    expected = final_number(reference)
-    if expected is None:
-        return None
-    got = final_number(prediction)
-    return float(got is not None and abs(got - expected) < 1e-6)
-
-
-def label_match_score(prediction: str, reference: str) -> float:
-    """Generative classification: 1 when the answer's first word is the reference label."""
-    words = re.findall(r"[\w-]+", final_answer(prediction).lower())
-    return float(bool(words) and words[0] == reference.strip().lower())
-
-
-def _mean(scores: Sequence[float | None]) -> float:
-    counted = [score for score in scores if score is not None]
-    return sum(counted) / len(counted) if counted else 0.0
-
-
-# ------------------------------------------------------------------ over the eval examples
-
-
-def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
-    return _mean([exact_match_score(p, r) for p, r in zip(predictions, references, strict=True)])
-
-
-def predicted_label(prediction: str, labels: Sequence[str]) -> str | None:
-    """The label the prediction names first (whole words, case-insensitive), or None."""
-    found = []
-    prediction = final_answer(prediction)
-    for label in labels:
-        match = re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", prediction.lower())
-        if match:
-            found.append((match.start(), -len(label), label))
-    return min(found)[2] if found else None
-
-
-def accuracy(
-    predictions: Sequence[str], references: Sequence[str], labels: Sequence[str] | None = None
-) -> float:
-    """Generative classification: the label a prediction names first equals the reference label."""
-    labels = list(labels or sorted(set(references)))
-    pairs = list(zip(predictions, references, strict=True))
-    hits = sum(
-        predicted_label(p, labels) is not None and predicted_label(p, labels).lower() == r.lower()
-        for p, r in pairs
-    )
-    return hits / len(pairs) if pairs else 0.0
-
-
-def numeric_accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Math: the prediction's final number equals the reference's (references without one are left out)."""
-    return _mean([numeric_match_score(p, r) for p, r in zip(predictions, references, strict=True)])
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
-def _f1(overlap: int, predicted: int, reference: int) -> float:
-    if overlap == 0 or predicted == 0 or reference == 0:
-        return 0.0
-    precision, recall = overlap / predicted, overlap / reference
-    return 2 * precision * recall / (precision + recall)
-
-
-def _ngrams(words: list[str], n: int) -> Counter:
-    return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-
-
-def rouge_n(prediction: str, reference: str, n: int) -> float:
-    predicted, referenced = _ngrams(_words(prediction), n), _ngrams(_words(reference), n)
-    return _f1(sum((predicted & referenced).values()), sum(predicted.values()), sum(referenced.values()))
-
-
-def _lcs(a: list[str], b: list[str]) -> int:
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
-        previous = current
-    return previous[-1]
-
-
-def rouge_l(prediction: str, reference: str) -> float:
-    predicted, referenced = _words(prediction), _words(reference)
-    return _f1(_lcs(predicted, referenced), len(predicted), len(referenced))
-
-
-def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """ROUGE-1, ROUGE-2 and ROUGE-L F1 over lower-cased words, averaged over the examples."""
-    pairs = list(zip(predictions, references, strict=True))
-    if not pairs:
-        return {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    return {
-        "rouge1": sum(rouge_n(p, r, 1) for p, r in pairs) / len(pairs),
-        "rouge2": sum(rouge_n(p, r, 2) for p, r in pairs) / len(pairs),
-        "rougeL": sum(rouge_l(p, r) for p, r in pairs) / len(pairs),
-    }
-
+from ftkit.task_reports import classification_report, code_report
 
 # ------------------------------------------------------------------ the table
 
@@ -190,12 +28,17 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
 class Metric:
     name: str
     description: str
-    generated: Callable[[Sequence[str], Sequence[str], Sequence[str]], dict[str, float]] | None = None
+    generated: Callable[..., dict[str, Any]] | None = None
     """From generated answers: `(answers, references, labels) -> {name: score}` (labels: the eval entries'
-    label_map values, for classification)."""
+    label_map values, for classification). Scores are numbers; a report may add structured parts (a
+    confusion matrix), saved in eval_results.json and printed below the table."""
+    grouped: bool = False
+    """Called with a fourth argument: each eval example's group (its entry's group_column value, or None)."""
     likelihood: Callable[[float], float] | None = None
     """From the mean negative log-likelihood of the eval answers (no generation)."""
     lower_is_better: bool = False
+    lower_is_better_scores: tuple[str, ...] = ()
+    """Scores of a report where smaller is better (classification's unmatched)."""
 
     def __post_init__(self) -> None:
         if (self.generated is None) == (self.likelihood is None):
@@ -242,10 +85,24 @@ BUILTIN_METRICS = (
         generated=lambda answers, refs, labels: {"accuracy": accuracy(answers, refs, labels or None)},
     ),
     Metric(
+        "classification",
+        "classification report: accuracy, macro_f1 and unmatched (answers naming no label), with per-label "
+        "precision/recall/F1 and the confusion matrix in eval_results.json and below the table",
+        generated=lambda answers, refs, labels: classification_report(answers, refs, labels),
+        lower_is_better_scores=("unmatched",),
+    ),
+    Metric(
+        "code",
+        "code generation: generation_rate (answers holding code: a ```python block, or code-like text) and "
+        "parse_rate (that code parses as Python), per group (e.g. difficulty) when the entry has a group_column",
+        generated=lambda answers, refs, labels, groups: code_report(answers, groups),
+        grouped=True,
+    ),
+    Metric(
         "label_match",
         "classification: the answer's first word is the reference label (the GRPO reward of that name)",
         generated=lambda answers, refs, labels: {
-            "label_match": _mean([label_match_score(a, r) for a, r in zip(answers, refs, strict=True)])
+            "label_match": mean_score([label_match_score(a, r) for a, r in zip(answers, refs, strict=True)])
         },
     ),
     Metric(

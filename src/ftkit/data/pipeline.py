@@ -22,6 +22,7 @@ from ftkit.data.formats import (
     BadRow,
     Skip,
     row_feedback,
+    row_group,
     row_variables,
 )
 from ftkit.data.loaders import load_rows, local_files
@@ -116,7 +117,7 @@ def check_columns(spec: DatasetSpec, available: list[str]) -> None:
     needed += (
         list(spec.where)
         + list(spec.bidirectional or [])
-        + [c for c in (spec.columns.template_vars, spec.columns.kto_tag) if c]
+        + [c for c in (spec.columns.template_vars, spec.columns.kto_tag, spec.group_column) if c]
     )
     missing = [c for c in dict.fromkeys(needed) if c not in available]
     if missing:
@@ -143,6 +144,7 @@ def convert_batch(batch: dict[str, list], spec: DatasetSpec) -> dict[str, list]:
                     **convert(variant, spec),
                     "variables": row_variables(variant, spec),
                     "feedback": row_feedback(variant, spec),
+                    "group": row_group(variant, spec),
                 }
                 dropped = length_problem(converted, spec)
             except BadRow as exc:

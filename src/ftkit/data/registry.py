@@ -131,6 +131,14 @@ class DatasetSpec(_Strict):
     """Drop examples with a message (or text) shorter than this many characters; counted."""
     max_chars: int | None = Field(None, ge=1)
     """Drop examples longer than this many characters in all; counted."""
+    group_column: str | None = None
+    """A column that groups the examples for `ftkit eval`'s breakdowns, e.g. difficulty (metric code)."""
+    group_map: dict[str, str] | None = None
+    """group_column value -> the group's name, e.g. {"1": "EASY", "2": "MEDIUM"}."""
+    label_bins: dict[str, float | None] | None = None
+    """classification with a numeric label column: label -> upper bound, in increasing order; a value
+    below a bound gets that label, a null bound takes the rest, e.g. {"negative": -0.1, "neutral": 0.1,
+    "positive": null}. The label then goes through label_map."""
     bidirectional: list[str] | None = None
     """Two interchangeable columns, e.g. [sentence1, sentence2]: every row also yields its swapped copy."""
 

@@ -439,7 +439,9 @@ def _defaults(out: Conversion, config: dict[str, Any]) -> None:
         )
     if out.get("stage") == "sft" and all(entry["formatting"] == "text" for entry in out.registry.values()):
         out.set("stage", "pt")
-        out.note("datasets", "completion datasets only: axolotl trains every token of them, as ftkit's stage pt")
+        out.note(
+            "datasets", "completion datasets only: axolotl trains every token of them, as ftkit's stage pt"
+        )
     if out.get("stage") != "pt":
         out.get("model.template") or out.set("model.template", "tokenizer")
     if "output_dir" not in config:

@@ -19,8 +19,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ftkit.answer_scores import exact_match_score, label_match_score, numeric_match_score
 from ftkit.errors import UserError
-from ftkit.metrics import exact_match_score, label_match_score, numeric_match_score
 
 Score = float | None
 

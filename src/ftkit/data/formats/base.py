@@ -20,7 +20,17 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 Example = dict[str, Any]
-EXAMPLE_FIELDS = ("system", "messages", "chosen", "rejected", "feedback", "text", "tools", "variables")
+EXAMPLE_FIELDS = (
+    "system",
+    "messages",
+    "chosen",
+    "rejected",
+    "feedback",
+    "text",
+    "tools",
+    "variables",
+    "group",
+)
 
 
 class BadRow(ValueError):
@@ -75,6 +85,8 @@ COMMON_FIELDS = (
     "min_chars",
     "max_chars",
     "bidirectional",
+    "group_column",
+    "group_map",
     "system",
     "columns",
     "name",
@@ -92,6 +104,7 @@ def example(
     tools: str | None = None,
     variables: str | None = None,
     feedback: bool | None = None,
+    group: str | None = None,
 ) -> Example:
     return {
         "system": system,
@@ -102,6 +115,7 @@ def example(
         "text": text,
         "tools": tools,
         "variables": variables,
+        "group": group,
     }
 
 
@@ -142,6 +156,17 @@ def row_feedback(row: Row, spec: DatasetSpec) -> bool | None:
     raise BadRow(
         f"kto_tag column {column!r} holds {value!r}; expected true or false (desirable answer or not)"
     )
+
+
+def row_group(row: Row, spec: DatasetSpec) -> str | None:
+    """The row's eval group (group_column, named through group_map): `ftkit eval` breaks scores down by it."""
+    if not spec.group_column:
+        return None
+    value = row.get(spec.group_column)
+    if value is None:
+        return None
+    key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return (spec.group_map or {}).get(key, key)
 
 
 def text_value(row: Row, column: str, what: str, allow_empty: bool = False) -> str:
