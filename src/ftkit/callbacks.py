@@ -16,7 +16,7 @@ from ftkit.atomic import apply_umask
 from ftkit.config import Recipe, dump_recipe
 from ftkit.config.redact import redact
 from ftkit.console import interactive
-from ftkit.stages import get_stage
+from ftkit.stages import stage_for
 
 log = logging.getLogger("ftkit.train")
 LOSS_PLOT = "loss.png"
@@ -251,7 +251,7 @@ def add_run_callbacks(trainer: Any, recipe: Recipe, metadata: dict[str, Any]) ->
     """ftkit's progress lines instead of the default printers, early stopping, and tracker metadata."""
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(ProgressLog(get_stage(recipe.stage).console))
+    trainer.add_callback(ProgressLog(stage_for(recipe).console))
     trainer.add_callback(CheckpointPermissions())
     train = recipe.train
     if train.early_stopping_patience:

@@ -104,6 +104,13 @@ def _eval(args: argparse.Namespace) -> int:
     from ftkit.config import load_recipe
     from ftkit.evaluate import EvalRequest, evaluate, table
 
+    if args.smoke:
+        from ftkit.smoke import run_smoke
+
+        quiet_library_progress()
+        result = run_smoke(args.recipe, args.overrides)
+        print(result.summary())
+        return 0 if result.passed else 2
     recipe = load_recipe(args.recipe, args.overrides)
     quiet_library_progress()
     results = evaluate(recipe, EvalRequest(args.compare_base, args.model, args.max_samples))
@@ -316,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="model directory (default: the recipe's merged export, else base+adapter)"
     )
     sub.add_argument("--max-samples", type=_positive, help="evaluate on at most this many examples")
+    sub.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the pipeline's unit test: train the recipe briefly on 80 of its rows (in OUTPUT_DIR-smoke) and "
+        "pass when the loss on 20 held-out rows fell by 1%% or more (exit 2 when it did not)",
+    )
 
     sub = command("serve", _serve, "Serve a trained model over an OpenAI-compatible HTTP API.")
     sub.add_argument("target", help="a recipe, a run directory or a (merged) model directory")

@@ -12,9 +12,9 @@ from typing import Any
 from ftkit.atomic import atomic_write_text
 from ftkit.config import Recipe
 from ftkit.errors import UserError
-from ftkit.infer import GenerationOptions, generate, load_for_inference
+from ftkit.infer import GenerationOptions, generate, is_encoder_decoder, load_for_inference
 from ftkit.metrics import METRICS
-from ftkit.stages import get_stage
+from ftkit.stages import stage_for
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "eval_results.json"
@@ -106,18 +106,21 @@ def mean_nll(
         width = max(len(ids) for ids in batch["input_ids"])
         pad = tokenizer.pad_token_id or 0
         ids = torch.tensor([row + [pad] * (width - len(row)) for row in batch["input_ids"]])
-        labels = torch.tensor([row + [-100] * (width - len(row)) for row in batch["labels"]])
         mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch["input_ids"]])
+        # Decoder-only: the labels follow the input ids, each position predicting the next. Encoder-decoder:
+        # the labels are the decoder's own sequence, each position predicting its label.
+        shift = 0 if is_encoder_decoder(model) else 1
+        label_width = max(len(row) for row in batch["labels"])
+        labels = torch.tensor([row + [-100] * (label_width - len(row)) for row in batch["labels"]])
+        extra = {"labels": labels.to(model.device)} if not shift else {}
         with torch.inference_mode():
             logits = model(
-                input_ids=ids.to(model.device), attention_mask=mask.to(model.device)
-            ).logits.float()
-        targets = labels[:, 1:].to(logits.device)
+                input_ids=ids.to(model.device), attention_mask=mask.to(model.device), **extra
+            ).logits
+        logits = logits.float()[:, : logits.shape[1] - shift]
+        targets = labels[:, shift:].to(logits.device)
         losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]),
-            targets.reshape(-1),
-            ignore_index=-100,
-            reduction="sum",
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
         )
         total += losses.item()
         count += int((targets != -100).sum())
@@ -212,7 +215,7 @@ def score_stage(model: Any, recipe: Recipe, examples: Any) -> dict[str, Any]:
     resize_embeddings(model, tokenizer)
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return get_stage(recipe.stage).evaluate(model, examples, pad, recipe.eval.batch_size)  # type: ignore[misc]
+    return stage_for(recipe).evaluate(model, examples, pad, recipe.eval.batch_size)  # type: ignore[misc]
 
 
 def _change(metric: str, base: float, tuned: float) -> str:
@@ -246,10 +249,10 @@ def table(results: dict[str, Any]) -> str:
 
 def evaluate(recipe: Recipe, request: EvalRequest) -> dict[str, Any]:
     """Score the fine-tuned model (and the base model); write eval_results.json into the run's output_dir."""
-    if not recipe.model.template:
-        raise UserError("ftkit eval renders prompts with a chat template: the recipe needs model.template")
     limit = request.max_samples or recipe.eval.max_samples
-    stage = get_stage(recipe.stage)
+    stage = stage_for(recipe)
+    if stage.needs_template and not recipe.model.template:
+        raise UserError("ftkit eval renders prompts with a chat template: the recipe needs model.template")
     if stage.evaluate is not None:
         examples, labels = _processed_eval(recipe, limit), []
         score: Any = lambda model: score_stage(model, recipe, examples)  # noqa: E731

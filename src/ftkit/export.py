@@ -215,7 +215,7 @@ def export(request: ExportRequest) -> Path:
     _refuse_quantized(base_dir)
     with atomic_directory(out, force=request.force) as staging:
         try:
-            if head_of_adapter(adapter) is not CAUSAL_LM:
+            if head_of_adapter(adapter).new_head:
                 raise CannotStream("a reward model's score head is not in the base checkpoint")
             report = stream_merge(base_dir, adapter, staging, request.shard_size, _dtype(request.dtype))
             _write_config(base_dir, staging, request.dtype, report.vocab_size)

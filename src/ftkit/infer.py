@@ -109,7 +109,9 @@ def check_generates(model: Any) -> None:
         )
 
 
-def generate_kwargs(tokenizer: Any, template: ChatTemplate, options: GenerationOptions) -> dict[str, Any]:
+def generate_kwargs(
+    tokenizer: Any, template: ChatTemplate | None, options: GenerationOptions
+) -> dict[str, Any]:
     from ftkit.models.special_tokens import stop_token_ids
 
     kwargs: dict[str, Any] = {
@@ -123,18 +125,57 @@ def generate_kwargs(tokenizer: Any, template: ChatTemplate, options: GenerationO
     return kwargs
 
 
-def answer_text(tokenizer: Any, ids: Sequence[int], stops: list[str]) -> str:
-    text = tokenizer.decode(ids, skip_special_tokens=False)
+def answer_text(tokenizer: Any, ids: Sequence[int], stops: list[str], skip_special: bool = False) -> str:
+    text = tokenizer.decode(ids, skip_special_tokens=skip_special)
     for stop in [*stops, tokenizer.pad_token or ""]:
         if stop and stop in text:
             text = text[: text.index(stop)]
     return text.strip()
 
 
+def is_encoder_decoder(model: Any) -> bool:
+    return bool(getattr(model.config, "is_encoder_decoder", False))
+
+
+def generated_ids(model: Any, output: Any, prompt_length: int) -> Any:
+    """The answer's tokens in generate's output: after the prompt (decoder-only), or after the decoder's
+    start token (encoder-decoder; its special tokens are skipped when decoded)."""
+    return output[:, 1:] if is_encoder_decoder(model) else output[:, prompt_length:]
+
+
+def render_prompt(
+    model: Any,
+    tokenizer: Any,
+    template: ChatTemplate | None,
+    conversation: Mapping[str, Any],
+    variables: Mapping[str, str],
+) -> str:
+    """The prompt text: the template's generation prompt; an encoder-decoder model's input (data/seq2seq.py)."""
+    if is_encoder_decoder(model):
+        from ftkit.data.seq2seq import prompt_text
+
+        return prompt_text(
+            template, tokenizer, conversation["messages"], conversation.get("system"), variables
+        )
+    assert template is not None
+    return template.render_text(
+        conversation["messages"], conversation.get("system"), add_generation_prompt=True, variables=variables
+    )
+
+
+def template_for(recipe: Recipe, model: Any, tokenizer: Any, what: str) -> ChatTemplate | None:
+    """The recipe's template; an encoder-decoder model may go without one."""
+    if recipe.model.template:
+        return get_template(recipe.model.template, tokenizer)
+    if is_encoder_decoder(model):
+        return None
+    raise UserError(f"{what} needs model.template in the recipe")
+
+
 def generate(
     model: Any,
     tokenizer: Any,
-    template: ChatTemplate,
+    template: ChatTemplate | None,
     conversations: Sequence[dict[str, Any]],
     options: GenerationOptions = GenerationOptions(),
     progress: bool = False,
@@ -147,37 +188,33 @@ def generate(
 
     set_seed(options.seed)
     variables = {**token_variables(tokenizer), **(template_vars or {})}
-    stops = template.stop_strings(variables)
+    stops = template.stop_strings(variables) if template else []
     kwargs = generate_kwargs(tokenizer, template, options)
-    tokenizer.padding_side = "left"
+    encoder_decoder = is_encoder_decoder(model)
+    tokenizer.padding_side = "right" if encoder_decoder else "left"
     model.eval()
     answers: list[str] = []
     starts = range(0, len(conversations), options.batch_size)
     for start in tqdm(starts, desc="Generating", unit="batch", disable=not (progress and interactive())):
         batch = conversations[start : start + options.batch_size]
-        prompts = [
-            template.render_text(
-                c["messages"], c.get("system"), add_generation_prompt=True, variables=variables
-            )
-            for c in batch
-        ]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+        prompts = [render_prompt(model, tokenizer, template, c, variables) for c in batch]
+        # A rendered chat prompt carries its special tokens; an encoder's input takes the tokenizer's.
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=encoder_decoder).to(
             model.device
         )
         with torch.inference_mode():
             output = model.generate(**inputs, **kwargs)
-        answers += [answer_text(tokenizer, row, stops) for row in output[:, inputs["input_ids"].shape[1] :]]
+        rows = generated_ids(model, output, inputs["input_ids"].shape[1])
+        answers += [answer_text(tokenizer, row, stops, skip_special=encoder_decoder) for row in rows]
     return answers
 
 
 def generate_file(recipe: Recipe, request: GenerationRequest) -> list[dict[str, Any]]:
     """Answer every prompt of the input file; print them, or write JSONL to request.output."""
-    if not recipe.model.template:
-        raise UserError("generation needs model.template in the recipe")
     conversations = read_conversations(request.input)
     model, tokenizer = load_for_inference(recipe, request.model)
     check_generates(model)
-    template = get_template(recipe.model.template, tokenizer)
+    template = template_for(recipe, model, tokenizer, "generation")
     answers = generate(
         model, tokenizer, template, conversations, request.options, True, recipe.data.template_vars
     )
@@ -208,13 +245,12 @@ def chat(
     """A multi-turn conversation in the terminal, answers streamed as they are generated."""
     import torch
 
-    if not recipe.model.template:
-        raise UserError("chat needs model.template in the recipe")
     model, tokenizer = load_for_inference(recipe, model_dir)
     check_generates(model)
-    template = get_template(recipe.model.template, tokenizer)
+    template = template_for(recipe, model, tokenizer, "chat")
     variables = {**token_variables(tokenizer), **recipe.data.template_vars}
-    stops = template.stop_strings(variables)
+    stops = template.stop_strings(variables) if template else []
+    encoder_decoder = is_encoder_decoder(model)
     kwargs = generate_kwargs(tokenizer, template, options)
     model.eval()
     messages: list[dict[str, str]] = []
@@ -237,12 +273,11 @@ def chat(
         if not text:
             continue
         messages.append({"role": "user", "content": text})
-        prompt = template.render_text(
-            messages, recipe.data.system, add_generation_prompt=True, variables=variables
-        )
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+        conversation = {"messages": messages, "system": recipe.data.system}
+        prompt = render_prompt(model, tokenizer, template, conversation, variables)
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=encoder_decoder).to(model.device)
         print("model> ", end="", file=out, flush=True)
-        streamer = _Stream(tokenizer, stops, out)
+        streamer = _Stream(tokenizer, stops, out, skip_special=encoder_decoder)
         try:
             with torch.inference_mode():
                 output = model.generate(**inputs, **kwargs, streamer=streamer)
@@ -250,7 +285,8 @@ def chat(
             messages.pop()
             print("\n(stopped; the message was not kept)", file=out, flush=True)
             continue
-        answer = answer_text(tokenizer, output[0, inputs["input_ids"].shape[1] :], stops)
+        row = generated_ids(model, output, inputs["input_ids"].shape[1])[0]
+        answer = answer_text(tokenizer, row, stops, skip_special=encoder_decoder)
         print(file=out, flush=True)
         messages.append({"role": "assistant", "content": answer})
     return messages
@@ -259,8 +295,9 @@ def chat(
 class _Stream:
     """Write generated text as it arrives, holding back anything that could be the start of a stop string."""
 
-    def __init__(self, tokenizer: Any, stops: list[str], out: TextIO) -> None:
+    def __init__(self, tokenizer: Any, stops: list[str], out: TextIO, skip_special: bool = False) -> None:
         self.tokenizer, self.stops, self.out = tokenizer, [s for s in stops if s], out
+        self.skip_special = skip_special
         self.ids: list[int] = []
         self.shown = 0
         self.prompt_seen = False
@@ -273,7 +310,7 @@ class _Stream:
         if self.done:
             return
         self.ids += value.reshape(-1).tolist()
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special)
         cut = min((text.index(s) for s in self.stops if s in text), default=None)
         if cut is not None:
             text, self.done = text[:cut], True
@@ -287,7 +324,7 @@ class _Stream:
 
     def end(self) -> None:
         if not self.done:
-            text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+            text = self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special)
             for stop in self.stops:
                 text = text.split(stop)[0]
             if len(text) > self.shown:

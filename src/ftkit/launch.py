@@ -115,7 +115,7 @@ def train(recipe: Recipe, argv: list[str]) -> int:
     or is written; only then is the output_dir prepared (a failed run replaced, leftovers removed)."""
     from ftkit.preflight import preflight
     from ftkit.resume import follow_plan, prepare_output_dir
-    from ftkit.stages import get_stage
+    from ftkit.stages import stage_for
 
     context = context_from_environment()
     if not context.is_main:
@@ -146,7 +146,7 @@ def train(recipe: Recipe, argv: list[str]) -> int:
             return user_error_code(recipe, code)
         from ftkit.stages.runner import run_stage
 
-        summary = run_stage(recipe, context, get_stage(recipe.stage), start)
+        summary = run_stage(recipe, context, stage_for(recipe), start)
     except KeyboardInterrupt:
         if context.launched:  # a worker: its launcher reports the interruption, once
             raise Interrupted("") from None
@@ -166,9 +166,9 @@ def _rerun_arguments(argv: list[str]) -> list[str]:
 
 
 def _generates(recipe: Recipe) -> bool:
-    from ftkit.stages import get_stage
+    from ftkit.stages import stage_for
 
-    return get_stage(recipe.stage).head.generates
+    return stage_for(recipe).head.generates
 
 
 def next_commands(recipe: Recipe, argv: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ from ftkit import __version__
 from ftkit.atomic import atomic_write_text
 from ftkit.config import Recipe
 from ftkit.rundir import RECIPE_FILE, RESOLVED_RECIPE_FILE, SCRATCH_BASE
-from ftkit.stages import get_stage
+from ftkit.stages import stage_for
 from ftkit.summary import MODEL_CARD, RunSummary
 
 
@@ -90,11 +90,7 @@ def model_card(recipe: Recipe, run: dict[str, Any], summary: RunSummary) -> str:
             if recipe.adapter.type == "lora"
             else []
         ),
-        *(
-            [f"ftkit chat {saved}"]
-            if recipe.model.template and get_stage(recipe.stage).head.generates
-            else []
-        ),
+        *([f"ftkit chat {saved}"] if recipe.model.template and stage_for(recipe).head.generates else []),
         *([f"ftkit eval {saved}"] if recipe.data.eval or recipe.data.val_size is not None else []),
     ]
     lines += [

@@ -23,7 +23,7 @@ from ftkit.errors import UserError
 from ftkit.models.runtime import RuntimePlan, plan_runtime
 from ftkit.models.sources import check_weights, in_hub_cache, locate, producing_recipe, read_json
 from ftkit.resume import StartPlan, plan_start
-from ftkit.stages import check_dataset, get_stage
+from ftkit.stages import check_dataset, stage_for
 
 
 @dataclass
@@ -43,7 +43,7 @@ Check = Callable[[Recipe, Preflight], None]
 
 
 def _stage(recipe: Recipe, found: Preflight) -> None:
-    found.add("stage", f"{recipe.stage}: {get_stage(recipe.stage).description}")
+    found.add("stage", f"{recipe.stage}: {stage_for(recipe).description}")
 
 
 def _producer(recipe: Recipe, name: str) -> Path | None:
@@ -210,7 +210,7 @@ def _datasets(recipe: Recipe, found: Preflight) -> None:
         for ref in refs:
             try:
                 spec = registry.get(ref.name)
-                check_dataset(spec, get_stage(recipe.stage))
+                check_dataset(spec, stage_for(recipe))
                 streamed = split == "train" and recipe.data.streaming
                 if streamed:
                     check_streamable(spec)

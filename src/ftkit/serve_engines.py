@@ -168,6 +168,11 @@ class TransformersEngine:
             load_model_dir(served.model_dir) if served.recipe is None else load_for_inference(served.recipe)
         )
         check_generates(model)
+        if getattr(model.config, "is_encoder_decoder", False):
+            raise UserError(
+                "ftkit serve answers with decoder-only models; use ftkit generate or ftkit chat for an "
+                "encoder-decoder model"
+            )
         self.model, self.tokenizer = model.eval(), tokenizer
         self.template: ChatTemplate = get_template(served.template_name, tokenizer)
         self.variables = {**token_variables(tokenizer), **served.template_vars}

@@ -85,6 +85,12 @@ DEEPSEEK_R1 = TokenizerSpec(
     eos_token="<｜end▁of▁sentence｜>",
     pad_token="<｜end▁of▁sentence｜>",
 )
+T5 = TokenizerSpec(
+    special_tokens=("<pad>", "</s>", "<unk>"), bos_token=None, eos_token="</s>", pad_token="<pad>"
+)
+BART = TokenizerSpec(
+    special_tokens=("<s>", "<pad>", "</s>", "<unk>"), bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+)
 GPT2 = TokenizerSpec(special_tokens=("<|endoftext|>",), bos_token="<|endoftext|>", eos_token="<|endoftext|>")
 
 FAMILY_TOKENIZERS = {
@@ -157,19 +163,90 @@ def tiny_llama_config(tokenizer: Any, hidden_size: int = 64, layers: int = 2, he
     )
 
 
+def tiny_mixtral_config(tokenizer: Any, hidden_size: int = 64, layers: int = 2, experts: int = 4) -> Any:
+    """A tiny Mixtral: a decoder-only mixture of experts (two experts per token)."""
+    from transformers import MixtralConfig
+
+    return MixtralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=experts,
+        num_experts_per_tok=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+
+
+def tiny_t5_config(tokenizer: Any, d_model: int = 64, layers: int = 2, experts: int = 0) -> Any:
+    """A tiny T5 (or, with experts, a Switch Transformers mixture of experts)."""
+    from transformers import SwitchTransformersConfig, T5Config
+
+    common = {
+        "vocab_size": len(tokenizer),
+        "d_model": d_model,
+        "d_kv": d_model // 4,
+        "d_ff": d_model * 2,
+        "num_layers": layers,
+        "num_decoder_layers": layers,
+        "num_heads": 4,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "decoder_start_token_id": tokenizer.pad_token_id,
+    }
+    if experts:
+        return SwitchTransformersConfig(
+            **common,
+            num_experts=experts,
+            expert_capacity=64,
+            num_sparse_encoder_layers=1,
+            num_sparse_decoder_layers=1,
+        )
+    return T5Config(**common)
+
+
+def tiny_bart_config(tokenizer: Any, d_model: int = 64, layers: int = 2) -> Any:
+    from transformers import BartConfig
+
+    return BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=d_model * 2,
+        decoder_ffn_dim=d_model * 2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+        forced_bos_token_id=tokenizer.bos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
+    )
+
+
 def save_tiny_model(
     directory: str | Path, tokenizer: Any, config: Any, seed: int = 0, weights: bool = True
 ) -> Path:
     """Write config and tokenizer (and random safetensors weights when `weights`) to `directory`."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(directory)
     if weights:
         torch.manual_seed(seed)
-        AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+        model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        model_class.from_config(config).save_pretrained(directory)
     else:
         config.save_pretrained(directory)
     return directory

@@ -269,6 +269,14 @@ def verify(
     api_key: str | None = None,
 ) -> dict[str, Any]:
     """Compare the run with its export and/or an endpoint; print the tables; fail on any mismatch."""
+    from ftkit.models.heads import SEQ2SEQ_LM, head_of_adapter, head_of_model
+
+    adapter = (Path(run_dir) / "adapter_config.json").is_file()
+    if (head_of_adapter(run_dir) if adapter else head_of_model(run_dir)) is SEQ2SEQ_LM:
+        raise UserError(
+            "ftkit verify compares chat-template prompts of decoder-only models; for an encoder-decoder run, "
+            "compare `ftkit generate` with the run and with --model EXPORT_DIR"
+        )
     trained, recipe = trained_side(Path(run_dir))
     conversations = prompts_of(recipe, prompts, count)
     export_dir = Path(export) if export else Path(recipe.export.output_dir or "")

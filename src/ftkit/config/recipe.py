@@ -20,7 +20,9 @@ from ftkit.config.sections.model import ModelConfig
 from ftkit.config.sections.outputs import EvalConfig, ExportConfig, LoggingConfig
 from ftkit.config.sections.train import PROJECTED_OPTIMIZERS, TrainConfig
 from ftkit.errors import listing
+from ftkit.models.heads import is_encoder_decoder
 from ftkit.stages import STAGES, names_with
+from ftkit.stages.spec import StageSpec
 
 DEFAULT_LEARNING_RATE = {"lora": 2e-4, "full": 2e-5, "freeze": 2e-5}
 
@@ -83,8 +85,28 @@ class Recipe(Section):
         """Every key with the value it resolved to, as JSON types; other stages' sections left out."""
         return self.model_dump(mode="json", exclude=self.other_stage_sections())
 
+    def _check_encoder_decoder(self, spec: StageSpec) -> StageSpec:
+        """An encoder-decoder model trains the stage's encoder-decoder version; decoder-only options are
+        refused (exit 2 at ftkit check)."""
+        model = self.model
+        if not is_encoder_decoder(model.name_or_path, model.revision):
+            return spec
+        kind = f"model {model.name_or_path} is an encoder-decoder model (its config says is_encoder_decoder)"
+        if spec.encoder_decoder is None:
+            raise ConfigConflict(
+                ("stage", "model.name_or_path"),
+                f"{kind}; stage {self.stage} trains decoder-only models. Use stage sft, or a decoder-only model",
+            )
+        for key in ("packing", "padding_free", "streaming"):
+            if getattr(self.data, key):
+                raise ConfigConflict(
+                    (f"data.{key}", "model.name_or_path"),
+                    f"{kind}; data.{key} works with decoder-only models (it joins examples into one sequence)",
+                )
+        return spec.encoder_decoder
+
     def _check_stage_needs(self) -> None:
-        spec = STAGES[self.stage]
+        spec = self._check_encoder_decoder(STAGES[self.stage])
         # Only settings that differ from the defaults: a resolved recipe of an older version lists them all.
         given = sorted(
             name

@@ -11,7 +11,7 @@ from ftkit.config import Recipe
 from ftkit.data.formats import check_entry
 from ftkit.data.registry import Registry
 from ftkit.errors import UserError
-from ftkit.stages import get_stage
+from ftkit.stages import stage_for
 
 
 def list_datasets(dataset_dir: str | Path) -> str:
@@ -64,7 +64,7 @@ def _stream_head(recipe: Recipe, count: int) -> tuple[list[dict[str, Any]], Any]
 
 def preview(recipe: Recipe, count: int, as_json: bool, color: bool, split: str = "train") -> str:
     """The first processed examples as the stage's trainer sees them (the stage's data shape shows them)."""
-    shape = get_stage(recipe.stage).shape
+    shape = stage_for(recipe).shape
     if recipe.data.streaming and split == "train":
         examples, tokenizer = _stream_head(recipe, count)
     else:

@@ -39,7 +39,7 @@ from ftkit.data.transforms import (
     shared_prompts,
 )
 from ftkit.errors import UserError
-from ftkit.stages import check_dataset, get_stage
+from ftkit.stages import check_dataset, get_stage, stage_for
 from ftkit.stages.spec import StageSpec
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ def process_split(
     """Run the stage's processor over a split; bad examples are errors or counted skips.
 
     `sources` maps dataset names to where their rows come from, for error messages."""
-    data, stage = recipe.data, get_stage(recipe.stage)
+    data, stage = recipe.data, stage_for(recipe)
     options = ProcessOptions(
         MaskOptions(data.max_length, data.train_on_prompt, data.mask_history), data.system, data.template_vars
     )
@@ -322,7 +322,7 @@ def read_sources(
         if ref.name in rows:
             continue
         spec = registry.get(ref.name)
-        check_dataset(spec, get_stage(recipe.stage))
+        check_dataset(spec, stage_for(recipe))
         loaded = load_rows(spec, registry.dataset_dir)
         check_columns(spec, loaded.column_names)
         rows[ref.name] = loaded

@@ -27,7 +27,7 @@ class ProcessOptions:
     """data.template_vars: chat template variables of every example (a row's own win)."""
 
 
-def _conversations(batch: Batch, system: str | None) -> list[dict[str, Any]]:
+def conversations(batch: Batch, system: str | None) -> list[dict[str, Any]]:
     variables = batch.get("variables") or [None] * len(batch["messages"])
     return [
         {
@@ -59,7 +59,7 @@ def _encode_each(
 
 
 def process_sft(batch: Batch, tokenizer: Any, template: ChatTemplate, options: ProcessOptions) -> Batch:
-    examples = _conversations(batch, options.system)
+    examples = conversations(batch, options.system)
     out: Batch = {"input_ids": [], "labels": [], "_truncated": [], "_problem": []}
     ready, positions = [], []
     for position, item in enumerate(examples):
@@ -91,7 +91,7 @@ def process_dpo(batch: Batch, tokenizer: Any, template: ChatTemplate, options: P
     out: Batch = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "_truncated": [], "_problem": []}
     masks = MaskOptions(options.masks.max_length, train_on_prompt=False, mask_history=True)
     for item, chosen, rejected in zip(
-        _conversations(batch, options.system), batch["chosen"], batch["rejected"], strict=True
+        conversations(batch, options.system), batch["chosen"], batch["rejected"], strict=True
     ):
         problem, ids = None, ([], [], [])
         if chosen is None or rejected is None:
@@ -126,7 +126,7 @@ def process_kto(batch: Batch, tokenizer: Any, template: ChatTemplate, options: P
     masks = MaskOptions(options.masks.max_length, train_on_prompt=False, mask_history=True)
     ready, positions = [], []
     for position, (item, feedback) in enumerate(
-        zip(_conversations(batch, options.system), batch["feedback"], strict=True)
+        zip(conversations(batch, options.system), batch["feedback"], strict=True)
     ):
         messages = item["messages"]
         problem = None
@@ -193,7 +193,7 @@ def process_grpo(batch: Batch, tokenizer: Any, template: ChatTemplate, options: 
     # TRL tokenizes text prompts with the tokenizer's special tokens: a tokenizer that adds BOS itself
     # must not get the template's BOS too.
     bos = tokenizer.bos_token if adds_bos(tokenizer) else None
-    for item in _conversations(batch, options.system):
+    for item in conversations(batch, options.system):
         messages = item["messages"]
         item_values = {**values, **(item["variables"] or {})}
         reference = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None

@@ -44,7 +44,7 @@ from ftkit.data.stream_counts import StreamCounts
 from ftkit.data.tokenize import MaskOptions
 from ftkit.data.transforms import matches
 from ftkit.errors import UserError
-from ftkit.stages import check_dataset, get_stage
+from ftkit.stages import check_dataset, stage_for
 
 DEFAULT_SHUFFLE_BUFFER = 10_000
 BATCH_ROWS = 1000
@@ -148,7 +148,7 @@ def dataset_stream(
     ref: DatasetRef, registry: Registry, recipe: Recipe, counts: StreamCounts, share: Share
 ) -> Any:
     spec = registry.get(ref.name)
-    check_dataset(spec, get_stage(recipe.stage))
+    check_dataset(spec, stage_for(recipe))
     check_streamable(spec)
     rows = load_rows(spec, registry.dataset_dir, streaming=True)
     columns = _columns(rows, spec)
@@ -250,7 +250,7 @@ def open_stream(
     """The stage's training rows as a `datasets.IterableDataset` that never runs out (for this process)."""
     import datasets
 
-    data, stage = recipe.data, get_stage(recipe.stage)
+    data, stage = recipe.data, stage_for(recipe)
     registry = Registry(data.dataset_dir)
     refs = data.train
     parts = [dataset_stream(ref, registry, recipe, counts, share) for ref in refs]

@@ -142,7 +142,7 @@ def _apply_freeze(
     model.requires_grad_(False)
     for layer in list(layers)[-adapter.trainable_layers :]:
         layer.requires_grad_(True)
-    if head is not CAUSAL_LM:  # a new head learns from zero whatever else is frozen
+    if head.new_head:  # a new head learns from zero whatever else is frozen
         for name in SCORE_MODULES:
             if isinstance(getattr(model, name, None), nn.Module):
                 getattr(model, name).requires_grad_(True)

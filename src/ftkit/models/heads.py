@@ -25,6 +25,8 @@ class Head:
     """Settings the model's config needs for this head."""
     generates: bool = True
     """Whether the model writes text (chat, generate, generated-answer metrics)."""
+    new_head: bool = False
+    """The head is not in a language model's checkpoint: it starts random and is trained in full."""
 
     def model_class(self) -> Any:
         import transformers
@@ -34,8 +36,17 @@ class Head:
 
 HEADS: Table[Head] = Table("model head")
 CAUSAL_LM = HEADS.register(Head("causal_lm", "AutoModelForCausalLM", "CAUSAL_LM"))
+SEQ2SEQ_LM = HEADS.register(Head("seq2seq_lm", "AutoModelForSeq2SeqLM", "SEQ_2_SEQ_LM"))
+"""Encoder-decoder models (T5, BART, Switch Transformers): the prompt is encoded, the answer decoded."""
 REWARD = HEADS.register(
-    Head("reward", "AutoModelForSequenceClassification", "SEQ_CLS", {"num_labels": 1}, generates=False)
+    Head(
+        "reward",
+        "AutoModelForSequenceClassification",
+        "SEQ_CLS",
+        {"num_labels": 1},
+        generates=False,
+        new_head=True,
+    )
 )
 SCORE_MODULES = ("score", "classifier")
 """Names transformers gives a sequence-classification head (peft trains and saves these in full)."""
@@ -47,19 +58,35 @@ def head_of_adapter(adapter_dir: str | Path) -> Head:
         task = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("task_type")
     except (OSError, json.JSONDecodeError):
         return CAUSAL_LM
-    return REWARD if task == REWARD.task_type else CAUSAL_LM
+    return next((head for head in HEADS.values() if head.task_type == task), CAUSAL_LM)
+
+
+def model_config(model: str | Path, revision: str | None = None) -> dict[str, Any] | None:
+    """A model's config.json: a local folder's, or a hub model's from the local cache (nothing is
+    downloaded); None when it cannot be read here."""
+    local = Path(model) / "config.json"
+    try:
+        if local.is_file():
+            return json.loads(local.read_text())
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(str(model), "config.json", revision=revision)
+        return json.loads(Path(cached).read_text()) if isinstance(cached, str) else None
+    except (OSError, ValueError):
+        return None
+
+
+def is_encoder_decoder(model: str | Path, revision: str | None = None) -> bool:
+    """Whether the model's config says it is an encoder-decoder model (T5, BART, Switch Transformers)."""
+    config = model_config(model, revision) or {}
+    return bool(config.get("is_encoder_decoder"))
 
 
 def head_of_model(model: str | Path) -> Head:
     """The head of a saved model, a local folder or a hub id (its config, from the cache when offline)."""
-    local = Path(model) / "config.json"
-    try:
-        if local.is_file():
-            architectures = json.loads(local.read_text()).get("architectures") or []
-        else:
-            from transformers import AutoConfig
-
-            architectures = AutoConfig.from_pretrained(str(model)).architectures or []
-    except (OSError, ValueError):
+    config = model_config(model)
+    if config is None:
         return CAUSAL_LM  # the loader then says what is wrong with the model
-    return REWARD if any(a.endswith("ForSequenceClassification") for a in architectures) else CAUSAL_LM
+    if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+        return REWARD
+    return SEQ2SEQ_LM if config.get("is_encoder_decoder") else CAUSAL_LM

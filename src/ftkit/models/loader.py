@@ -135,7 +135,7 @@ def load_model(model: ModelConfig, runtime: Runtime, seed: int, head: Head = CAU
                 )
             if quantized is not None:
                 log.info("%s loaded in %d-bit (bitsandbytes %s)", name, model.quantization.bits, _kind(model))
-            if head is not CAUSAL_LM:
+            if head.new_head:
                 log.info("%s: a %s head, newly initialized, on the pretrained body", name, head.name)
     except OSError as exc:
         raise UserError(f"cannot load model {name!r}: {exc}.{_hub_hint(name)}") from None
@@ -148,7 +148,7 @@ def load_model(model: ModelConfig, runtime: Runtime, seed: int, head: Head = CAU
 def quiet_new_head(head: Head) -> Iterator[None]:
     """transformers reports a new head's weights as missing from the checkpoint, which is expected for a
     reward model built on a language model (the adapter or the training supplies them)."""
-    if head is CAUSAL_LM:
+    if not head.new_head:
         yield
         return
     from transformers.utils import logging as hf_logging
@@ -222,7 +222,7 @@ def load_merged(
         raise UserError(f"cannot load the base model {base!r}: {exc}") from None
     tokenizer = trained_tokenizer(Path(adapter), base)
     resize_embeddings(model, tokenizer)  # the adapter holds the rows of the tokens training added
-    if head is not CAUSAL_LM and model.config.pad_token_id is None:
+    if head.new_head and model.config.pad_token_id is None:
         # A score is read at the last token before the padding: batches need the pad token's id.
         model.config.pad_token_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -68,10 +68,10 @@ def embedding_module_names(model: Any) -> list[str]:
     return [names[id(module)].rsplit(".", 1)[-1] for module in wanted if id(module) in names]
 
 
-def stop_token_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:
+def stop_token_ids(tokenizer: Any, template: ChatTemplate | None) -> list[int]:
     """Ids that end generation: the template's stop markers that are single tokens, then eos."""
     ids: list[int] = []
-    for stop in template.stop_strings(token_variables(tokenizer)):
+    for stop in template.stop_strings(token_variables(tokenizer)) if template else []:
         encoded = tokenizer.encode(stop, add_special_tokens=False)
         if len(encoded) == 1 and encoded[0] not in ids:
             ids.append(encoded[0])

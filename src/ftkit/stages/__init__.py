@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 
 from ftkit.data.formats import DATA_KINDS, check_entry, data_kind
 from ftkit.errors import UserError
+from ftkit.models.heads import is_encoder_decoder
 from ftkit.stages import dpo, grpo, kto, orpo, pt, rm, sft, simpo
 from ftkit.stages.spec import StageSpec
 from ftkit.tables import Table
 
 if TYPE_CHECKING:
+    from ftkit.config.recipe import Recipe
     from ftkit.data.registry import DatasetSpec
 
 BUILTIN_STAGES = (
@@ -44,6 +46,17 @@ for _builtin in BUILTIN_STAGES:
 def get_stage(name: str) -> StageSpec:
     """The declaration of stage `name`; an unknown name is a user error with the choices."""
     return STAGES.lookup(name)
+
+
+def stage_for(recipe: Recipe) -> StageSpec:
+    """The stage a recipe trains: its declaration, or that stage's encoder-decoder version when the model's
+    config says is_encoder_decoder (the recipe's validation refused stages that have none)."""
+    stage = get_stage(recipe.stage)
+    if stage.encoder_decoder is not None and is_encoder_decoder(
+        recipe.model.name_or_path, recipe.model.revision
+    ):
+        return stage.encoder_decoder
+    return stage
 
 
 def check_dataset(spec: DatasetSpec, stage: StageSpec) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftkit.data.processors import process_sft
 from ftkit.data.shapes import TOKENS
+from ftkit.stages import seq2seq
 from ftkit.stages.common import build_trainer, trl_arguments
 from ftkit.stages.spec import StageSpec, TrainerInputs
 
@@ -53,4 +54,5 @@ STAGE = StageSpec(
     packing=True,
     streaming=True,
     console=("loss", "grad_norm", "learning_rate", "mean_token_accuracy"),
+    encoder_decoder=seq2seq.STAGE,
 )

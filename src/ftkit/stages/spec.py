@@ -77,6 +77,9 @@ class StageSpec:
     console: tuple[str, ...] = ("loss", "grad_norm", "learning_rate")
     """The logged metrics shown on the console (patterns such as `rewards/*/mean`; their eval_ versions
     too). Everything the trainer logs still goes to trainer_state.json and the trackers."""
+    encoder_decoder: StageSpec | None = None
+    """The stage's version for encoder-decoder models (sft: stages/seq2seq.py), used when the model's config
+    says is_encoder_decoder (stages.stage_for); None: the stage trains decoder-only models."""
     signal: tuple[str, bool] = ("loss", False)
     """The metric that shows the method working, and whether higher is better: the end-of-run summary
     reports how it moved, and the examples' tests assert it improves."""
