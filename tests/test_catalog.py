@@ -95,3 +95,43 @@ def test_ftkit_datasets_lists_every_entry():
     assert result.returncode == 0, result.stderr
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
     assert set(REGISTRY) <= listed, set(REGISTRY) - listed
+
+
+@pytest.mark.parametrize(
+    ("train", "stage", "reason"),
+    [
+        ("demo_text", "pt", "demo_text holds a text corpus"),
+        ("wikitext2", "pt", "wikitext2 holds a text corpus"),
+        ("demo_sentiment", "sft", "classification (a label prompt, the label as the answer)"),
+        ("[samsum, fiqa_qa]", "sft", "samsum, fiqa_qa hold answers to prompts"),
+        ("demo_preference", "dpo", "preference pairs"),
+        ("demo_feedback", "kto", "labelled answers"),
+    ],
+)
+def test_stage_auto_is_chosen_from_the_datasets_and_check_says_why(tmp_path, capsys, train, stage, reason):
+    from ftkit.cli import main
+
+    recipe = tmp_path / "auto.yaml"
+    recipe.write_text(
+        f"stage: auto\nmodel: {{name_or_path: {ROOT / 'examples' / 'tiny-chatml'}, template: chatml, "
+        f"from_scratch: true}}\ndata: {{dataset_dir: {ROOT / 'data'}, train: {train}}}\n"
+        f"train: {{output_dir: {tmp_path / 'run'}}}\n"
+    )
+    assert main(["check", str(recipe)]) == 0, capsys.readouterr().err
+    shown = capsys.readouterr().out
+    assert f"stage: {stage}\n" in shown and "chosen by stage auto: " in shown and reason in shown
+
+
+def test_stage_auto_refuses_datasets_of_different_tasks(tmp_path, capsys):
+    from ftkit.cli import main
+
+    recipe = tmp_path / "auto.yaml"
+    recipe.write_text(
+        f"stage: auto\nmodel: {{name_or_path: {ROOT / 'examples' / 'tiny-chatml'}, template: chatml}}\n"
+        f"data: {{dataset_dir: {ROOT / 'data'}, train: [demo_text, demo_sft]}}\ntrain: {{output_dir: {tmp_path}}}\n"
+    )
+    assert main(["check", str(recipe)]) == 2
+    assert (
+        "stage auto: the training datasets need different stages (demo_text: a text corpus (stage pt); "
+        "demo_sft: answers to prompts" in capsys.readouterr().err
+    )

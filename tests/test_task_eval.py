@@ -120,3 +120,17 @@ def test_eval_reports_code_rates_by_difficulty(tmp_path, tiny_model_dir):
     assert "fine-tuned code: group" in result.stdout and "base code: group" in result.stdout
     results = json.loads((tmp_path / "run" / "eval_results.json").read_text())
     assert sorted(results["fine_tuned"]["code"]["by_group"]) == ["A", "MEDIUM"]
+
+
+def test_code_structure_reward_scores_parsing_code():
+    from ftkit.stages.rewards import REWARDS
+
+    scores = REWARDS["code_structure"].function(
+        [
+            "```python\nprint(1)\n```",
+            "```python\ndef f(:\n```",
+            "no code here",
+            [{"role": "assistant", "content": "import os"}],
+        ]
+    )
+    assert scores == [1.0, 0.25, 0.0, 1.0]

@@ -25,13 +25,20 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     for key in redacted_keys(raw.values):
         log.warning("%s holds a secret from the environment; ftkit uses it redacted", key)
     raw.values = redact(raw.values)
+    given, reason = raw.values, None
+    if raw.values.get("stage") == "auto":  # chosen here, once: inner code sees a concrete stage
+        from ftkit.data.tasks import choose_stage
+
+        stage, reason = choose_stage(raw.values.get("data") or {})
+        raw.values = {**raw.values, "stage": stage}
     model = recipe_model()
     try:
         recipe = model.model_validate(raw.values)
     except ValidationError as exc:
         raise RecipeError(render(exc, model, raw.where), display_path(raw.path)) from None
-    recipe._given = raw.values
+    recipe._given = given
     recipe._path = str(raw.path)
+    recipe._stage_reason = reason
     return recipe
 
 

@@ -31,7 +31,9 @@ class Recipe(Section):
     """A validated recipe. Inner code receives this object and never re-reads the YAML."""
 
     stage: str = "sft"
-    """Training method (the stage table's names: `ftkit check` lists them in errors)."""
+    """Training method (the stage table's names: `ftkit check` lists them in errors), or auto: chosen from
+    what the training datasets' registry entries hold (a corpus: pt; answers: sft; preference pairs: dpo;
+    labelled answers: kto)."""
     model: ModelConfig
     """The base model, its tokenizer and chat template."""
     adapter: AdapterConfig = Field(default_factory=LoraAdapter)
@@ -53,6 +55,8 @@ class Recipe(Section):
     """The values as the user gave them (bases merged, overrides applied), before derived defaults."""
     _path: str | None = PrivateAttr(default=None)
     """The recipe file it was loaded from."""
+    _stage_reason: str | None = PrivateAttr(default=None)
+    """With `stage: auto`: why the stage was chosen (config/load.py, data/tasks.py)."""
 
     @model_validator(mode="after")
     def _cross_section(self) -> Recipe:

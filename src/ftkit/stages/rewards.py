@@ -109,6 +109,18 @@ def code_tests(
     return scores
 
 
+def code_structure(completions: Sequence[Any], **_: Any) -> list[Score]:
+    """1 for an answer whose code (a python block, or code-like text) parses as Python, 0.25 for code that
+    does not parse, 0 for none: the `code` metric's parse rate, per completion, with no tests to run."""
+    from ftkit.task_reports import extract_code, parses
+
+    scores: list[Score] = []
+    for completion in completions:
+        code = extract_code(completion_text(completion))
+        scores.append(0.0 if code is None else 1.0 if parses(code) else 0.25)
+    return scores
+
+
 @dataclass(frozen=True)
 class Reward:
     function: Callable[..., list[Score]]
@@ -127,6 +139,9 @@ REWARDS: dict[str, Reward] = {
     ),
     "length_penalty": Reward(length_penalty, "shorter completions score higher", ("max_chars",)),
     "think_format": Reward(think_format, "one <think>...</think> block of reasoning, then an answer"),
+    "code_structure": Reward(
+        code_structure, "the answer holds Python code that parses (0.25 for code that does not, 0 for none)"
+    ),
     "code_tests": Reward(
         code_tests,
         "the completion's Python passes the reference's tests (sandboxed subprocess)",
