@@ -135,3 +135,41 @@ def test_stage_auto_refuses_datasets_of_different_tasks(tmp_path, capsys):
         "stage auto: the training datasets need different stages (demo_text: a text corpus (stage pt); "
         "demo_sft: answers to prompts" in capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("train", "rewards"),
+    [
+        ("gsm8k", ["numeric_match"]),
+        ("glue_sst2", ["label_match"]),
+        ("[bigcodebench, code_contests_test]", ["code_structure"]),
+        ("[gsm8k, financial_sentiment]", ["numeric_match", "label_match"]),
+    ],
+)
+def test_grpo_rewards_come_from_the_datasets_task_when_the_recipe_names_none(
+    tmp_path, capsys, train, rewards
+):
+    from ftkit.cli import main
+    from ftkit.config import load_recipe
+
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(
+        f"stage: grpo\nmodel: {{name_or_path: {ROOT / 'examples' / 'tiny-chatml'}, template: chatml, "
+        f"from_scratch: true}}\ndata: {{dataset_dir: {ROOT / 'data'}, train: {train}}}\n"
+        f"train: {{output_dir: {tmp_path / 'run'}, per_device_train_batch_size: 8}}\n"
+    )
+    assert [reward.name for reward in load_recipe(recipe).grpo.reward_funcs] == rewards
+    assert main(["check", str(recipe), "-q"]) == 0
+    assert "chosen by grpo.reward_funcs from the datasets: " + rewards[0] in capsys.readouterr().out
+
+
+def test_grpo_without_rewards_anywhere_says_where_to_declare_them(tmp_path, capsys):
+    from ftkit.cli import main
+
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(
+        f"stage: grpo\nmodel: {{name_or_path: {ROOT / 'examples' / 'tiny-chatml'}, template: chatml}}\n"
+        f"data: {{dataset_dir: {ROOT / 'data'}, train: samsum}}\ntrain: {{output_dir: {tmp_path}}}\n"
+    )
+    assert main(["check", str(recipe), "-q"]) == 2
+    assert "or declare the task's rewards in the training dataset's registry entry" in capsys.readouterr().err

@@ -44,8 +44,8 @@ Check = Callable[[Recipe, Preflight], None]
 
 def _stage(recipe: Recipe, found: Preflight) -> None:
     found.add("stage", f"{recipe.stage}: {stage_for(recipe).description}")
-    if recipe._stage_reason:
-        found.add("", f"chosen by {recipe._stage_reason}")
+    for reason in recipe._chosen:
+        found.add("", f"chosen by {reason}")
 
 
 def _producer(recipe: Recipe, name: str) -> Path | None:

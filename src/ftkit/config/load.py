@@ -25,12 +25,21 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     for key in redacted_keys(raw.values):
         log.warning("%s holds a secret from the environment; ftkit uses it redacted", key)
     raw.values = redact(raw.values)
-    given, reason = raw.values, None
+    given, chosen = raw.values, []
     if raw.values.get("stage") == "auto":  # chosen here, once: inner code sees a concrete stage
         from ftkit.data.tasks import choose_stage
 
         stage, reason = choose_stage(raw.values.get("data") or {})
         raw.values = {**raw.values, "stage": stage}
+        chosen.append(reason)
+    grpo = raw.values.get("grpo") or {}
+    if raw.values.get("stage") == "grpo" and not grpo.get("reward_funcs"):
+        from ftkit.data.tasks import choose_rewards
+
+        rewards, why = choose_rewards(raw.values.get("data") or {})
+        if rewards:
+            raw.values = {**raw.values, "grpo": {**grpo, "reward_funcs": rewards}}
+            chosen.append(why)
     model = recipe_model()
     try:
         recipe = model.model_validate(raw.values)
@@ -38,7 +47,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise RecipeError(render(exc, model, raw.where), display_path(raw.path)) from None
     recipe._given = given
     recipe._path = str(raw.path)
-    recipe._stage_reason = reason
+    recipe._chosen = chosen
     return recipe
 
 

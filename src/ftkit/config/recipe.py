@@ -55,8 +55,9 @@ class Recipe(Section):
     """The values as the user gave them (bases merged, overrides applied), before derived defaults."""
     _path: str | None = PrivateAttr(default=None)
     """The recipe file it was loaded from."""
-    _stage_reason: str | None = PrivateAttr(default=None)
-    """With `stage: auto`: why the stage was chosen (config/load.py, data/tasks.py)."""
+    _chosen: list[str] = PrivateAttr(default_factory=list)
+    """What the datasets chose when the recipe was loaded, and why: `stage: auto`, GRPO rewards
+    (config/load.py, data/tasks.py)."""
 
     @model_validator(mode="after")
     def _cross_section(self) -> Recipe:

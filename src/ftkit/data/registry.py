@@ -131,6 +131,10 @@ class DatasetSpec(_Strict):
     """Drop examples with a message (or text) shorter than this many characters; counted."""
     max_chars: int | None = Field(None, ge=1)
     """Drop examples longer than this many characters in all; counted."""
+    rewards: list[str] | None = None
+    """GRPO rewards that score this dataset's task (e.g. [numeric_match] for math with #### answers): a grpo
+    recipe without grpo.reward_funcs uses its training datasets' rewards (classification entries:
+    label_match)."""
     group_column: str | None = None
     """A column that groups the examples for `ftkit eval`'s breakdowns, e.g. difficulty (metric code)."""
     group_map: dict[str, str] | None = None

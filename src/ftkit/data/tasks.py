@@ -34,6 +34,33 @@ def task_of(entry: dict[str, Any]) -> tuple[str, str]:
     return "answers to prompts (instructions, questions, conversations)", "sft"
 
 
+def task_rewards(entry: dict[str, Any]) -> list[str]:
+    """The GRPO rewards an entry's task is scored with: its declared `rewards`, else label_match for
+    generative classification."""
+    if entry.get("rewards"):
+        return list(entry["rewards"])
+    return ["label_match"] if entry.get("formatting") == "classification" else []
+
+
+def choose_rewards(data: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The rewards of the training datasets' tasks (in order, once each), and why; ([], None) when none
+    declares one."""
+    from ftkit.config.sections.data import DatasetRef, _as_refs
+    from ftkit.data.registry import Registry
+
+    registry = Registry(Path(data.get("dataset_dir", "data")))
+    chosen: dict[str, list[str]] = {}
+    for ref in _as_refs(data.get("train")):
+        name = DatasetRef.model_validate(ref).name
+        if name in registry.entries:
+            for reward in task_rewards(registry.entries[name]):
+                chosen.setdefault(reward, []).append(name)
+    if not chosen:
+        return [], None
+    why = "; ".join(f"{reward} (the task of {', '.join(names)})" for reward, names in chosen.items())
+    return list(chosen), f"grpo.reward_funcs from the datasets: {why}"
+
+
 def choose_stage(data: dict[str, Any]) -> tuple[str, str]:
     """The stage for the recipe's `data` section, and why."""
     from ftkit.config.sections.data import DatasetRef, _as_refs

@@ -136,7 +136,8 @@ def check(recipe: Recipe) -> None:
     if not grpo.reward_funcs:
         raise ConfigConflict(
             ("grpo.reward_funcs", "stage"),
-            "stage grpo needs at least one reward: set grpo.reward_funcs (e.g. [exact_match])",
+            "stage grpo needs at least one reward: set grpo.reward_funcs (e.g. [exact_match]), or declare "
+            "the task's rewards in the training dataset's registry entry (rewards: [numeric_match])",
         )
     processes = recipe.distributed.nproc_per_node if isinstance(recipe.distributed.nproc_per_node, int) else 1
     generations = grpo.num_generations

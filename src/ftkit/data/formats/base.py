@@ -87,6 +87,7 @@ COMMON_FIELDS = (
     "bidirectional",
     "group_column",
     "group_map",
+    "rewards",
     "system",
     "columns",
     "name",
