@@ -14,7 +14,7 @@ from typing import Any
 
 from ftkit.errors import UserError
 from ftkit.importers.axolotl_datasets import register
-from ftkit.importers.rules import Conversion, Rule, dropped, names, read_yaml, to
+from ftkit.importers.rules import Conversion, Rule, deepspeed, dropped, names, read_yaml, to
 
 RL_STAGES = {"dpo": "dpo", "ipo": "dpo", "kto": "kto", "orpo": "orpo", "simpo": "simpo", "grpo": "grpo"}
 TEMPLATES = {
@@ -242,16 +242,6 @@ def _attention(out: Conversion, key: str, value: Any, config: dict[str, Any]) ->
         out.set("model.attn_implementation", "flash_attention_2" if key == "flash_attention" else "sdpa")
 
 
-def _deepspeed(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
-    name = Path(str(value)).name
-    if name in DEEPSPEED_PRESETS:
-        out.set("distributed.deepspeed", DEEPSPEED_PRESETS[name])
-        out.note(key, f"{value} is axolotl's stock file: ftkit's preset {DEEPSPEED_PRESETS[name]}")
-    else:
-        out.set("distributed.deepspeed", str(value))
-        out.note(key, f"kept as a path ({value}): relative paths start from the directory ftkit runs in")
-
-
 def _fsdp(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
     if key == "fsdp":
         listed = names(value)
@@ -376,7 +366,7 @@ KEYS: dict[str, Rule] = {
         ("flash_attn_cross_entropy", "flash_attn_rms_norm", "flash_attn_fuse_qkv", "flash_attn_fuse_mlp"),
         dropped("fused kernels beyond the attention implementation are not in ftkit"),
     ),
-    "deepspeed": _deepspeed,
+    "deepspeed": deepspeed(DEEPSPEED_PRESETS, "axolotl"),
     "fsdp": _fsdp,
     "fsdp_config": _fsdp,
     "wandb_project": _trackers,

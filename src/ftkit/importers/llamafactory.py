@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ftkit.errors import UserError
-from ftkit.importers.rules import Conversion, Rule, dropped, names, read_yaml, to
+from ftkit.importers.rules import Conversion, Rule, deepspeed, dropped, names, read_yaml, to
 
 STAGES = {"pt": "pt", "sft": "sft", "dpo": "dpo", "kto": "kto", "rm": "rm"}
 TEMPLATES = {
@@ -89,16 +89,6 @@ def _template(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> 
 
 def _lora_target(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
     out.set("adapter.target_modules", "all-linear" if value == "all" else names(value))
-
-
-def _deepspeed(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
-    name = Path(str(value)).name
-    if name in DEEPSPEED_PRESETS:
-        out.set("distributed.deepspeed", DEEPSPEED_PRESETS[name])
-        out.note(key, f"{value} is LLaMA-Factory's stock file: ftkit's preset {DEEPSPEED_PRESETS[name]}")
-    else:
-        out.set("distributed.deepspeed", str(value))
-        out.note(key, f"kept as a path ({value}): relative paths start from the directory ftkit runs in")
 
 
 def _quantization(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
@@ -260,7 +250,7 @@ KEYS: dict[str, Rule] = {
     "quantization_method": _quantization,
     "quantization_type": _quantization,
     "double_quantization": _quantization,
-    "deepspeed": _deepspeed,
+    "deepspeed": deepspeed(DEEPSPEED_PRESETS, "LLaMA-Factory"),
     "report_to": _report_to,
     "run_name": to("logging.run_name"),
     "plot_loss": dropped("ftkit writes loss.png for every run"),

@@ -114,6 +114,22 @@ def dropped(reason: str) -> Rule:
     return rule
 
 
+def deepspeed(presets: dict[str, str], tool: str) -> Rule:
+    """A DeepSpeed config path: the tool's stock files (by file name) become ftkit's presets; any other file
+    is kept as a path."""
+
+    def rule(out: Conversion, key: str, value: Any, config: dict[str, Any]) -> None:
+        name = Path(str(value)).name
+        if name in presets:
+            out.set("distributed.deepspeed", presets[name])
+            out.note(key, f"{value} is {tool}'s stock file: ftkit's preset {presets[name]}")
+        else:
+            out.set("distributed.deepspeed", str(value))
+            out.note(key, f"kept as a path ({value}): relative paths start from the directory ftkit runs in")
+
+    return rule
+
+
 def names(value: Any) -> list[str]:
     """A comma-separated string (or a list) as a list of names."""
     if isinstance(value, list):
